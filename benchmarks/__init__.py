@@ -1,0 +1,1 @@
+"""Spooled benchmark suite: baselines and (later) Spooled itself. Run: python -m benchmarks.run"""

@@ -1,0 +1,97 @@
+"""The outermost ASGI layer, around every HTTP request including unknown routes.
+
+It echoes or mints `X-Request-Id`, checks `X-API-Version`, adds security headers and `X-API-Version: 1`,
+enforces the 30 s request timeout (408), and records the request-duration metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import msgspec
+import structlog
+
+from .. import metrics
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+REQUEST_TIMEOUT_SECS = 30.0
+STREAMING_PREFIXES = ("/api/v1/events", "/api/v1/ws")
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"strict-origin-when-cross-origin"),
+]
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return msgspec.json.encode({"code": code, "message": message, "details": None})
+
+
+class RequestEnvelope:
+    def __init__(self, app: Any, *, hsts: bool = False) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        version = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value.decode("latin-1")[:200]
+            elif name == b"x-api-version":
+                version = value.decode("latin-1").strip()
+        if not request_id:
+            request_id = str(uuid.uuid4())
+        scope.setdefault("state", {})["request_id"] = request_id
+        path: str = scope["path"]
+        api = path.startswith("/api/v1")
+        extra = [(b"x-request-id", request_id.encode("latin-1")), *_SECURITY_HEADERS]
+        if self.hsts:
+            extra.append(_HSTS)
+        if api:
+            extra.append((b"x-api-version", b"1"))
+        started = time.perf_counter()
+        status_holder = [500]
+        response_started = [False]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                response_started[0] = True
+                status_holder[0] = message["status"]
+                message["headers"] = list(message.get("headers", [])) + extra
+            await send(message)
+
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            if api and version and version.lstrip("-").isdigit() and version != "1":
+                await self._reject(send_with_headers, 400, "BAD_REQUEST", "Unsupported X-API-Version")
+                return
+            if path.startswith(STREAMING_PREFIXES):
+                await self.app(scope, receive, send_with_headers)
+                return
+            try:
+                await asyncio.wait_for(self.app(scope, receive, send_with_headers), REQUEST_TIMEOUT_SECS)
+            except TimeoutError:
+                if not response_started[0]:
+                    await self._reject(send_with_headers, 408, "REQUEST_TIMEOUT", "Request timed out")
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+            metrics.API_REQUESTS.inc()
+            metrics.API_DURATION.observe(time.perf_counter() - started)
+
+    @staticmethod
+    async def _reject(send: Any, status: int, code: str, message: str) -> None:
+        body = _error_body(code, message)
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

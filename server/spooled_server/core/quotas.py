@@ -1,0 +1,163 @@
+"""Plan caps (semantics.md §12): checked on the paths that create things.
+
+The daily job counter is reserved atomically for limited plans (a batch that does not fit is refused whole and
+nothing is charged). On plans without a daily cap the counter is only reporting, so it is added up in memory
+and flushed once a second, keeping a hot counter row out of every enqueue transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from ..db.database import Database
+from .auth import Principal
+from .errors import FeatureDisabled, PayloadTooLarge, QuotaExceeded
+from .plans import UPGRADE, PlanLimits, Plans
+
+log = logging.getLogger(__name__)
+
+
+def quota_error(resource: str, current: int, limit: int, limits: PlanLimits) -> QuotaExceeded:
+    return QuotaExceeded(
+        f"{resource} limit reached ({current}/{limit})",
+        extra={"resource": resource, "current": current, "limit": limit, "plan": limits.tier,
+               "upgrade_to": UPGRADE.get(limits.tier)},
+    )
+
+
+class Quotas:
+    def __init__(self, db: Database, plans: Plans, hard_payload_cap: int) -> None:
+        self.db = db
+        self.plans = plans
+        self.hard_payload_cap = hard_payload_cap
+        self._pending_counts: dict[uuid.UUID, int] = defaultdict(int)
+        self._task: asyncio.Task[None] | None = None
+
+    def limits(self, principal: Principal) -> PlanLimits:
+        return self.plans.limits(principal.plan_tier, principal.custom_limits)
+
+    def check_payload(self, principal: Principal, size: int, *, ingest: bool = False) -> None:
+        if size > self.hard_payload_cap:
+            raise PayloadTooLarge(
+                f"Payload is {size} bytes; the limit is {self.hard_payload_cap} bytes",
+                extra={"current": size, "limit": self.hard_payload_cap, "plan": self.limits(principal).tier,
+                       "upgrade_to": None},
+            )
+        if ingest:
+            return
+        limits = self.limits(principal)
+        if size > limits.max_payload_size_bytes:
+            raise PayloadTooLarge(
+                f"Payload is {size} bytes; the {limits.tier} plan allows {limits.max_payload_size_bytes} bytes",
+                extra={"current": size, "limit": limits.max_payload_size_bytes, "plan": limits.tier,
+                       "upgrade_to": UPGRADE.get(limits.tier)},
+            )
+
+    async def reserve_jobs(self, conn: asyncpg.Connection, principal: Principal, n: int) -> None:
+        """Charge `n` new jobs against jobs_per_day and check active_jobs, or raise QUOTA_EXCEEDED."""
+        limits = self.limits(principal)
+        if limits.max_active_jobs is not None:
+            active = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE organization_id = $1"
+                " AND status IN ('pending', 'scheduled', 'processing')",
+                principal.org_id,
+            )
+            if active + n > limits.max_active_jobs:
+                raise quota_error("active_jobs", int(active), limits.max_active_jobs, limits)
+        if limits.max_jobs_per_day is None:
+            self._pending_counts[principal.org_id] += n
+            return
+        if limits.max_jobs_per_day == 0:
+            raise quota_error("jobs_per_day", 0, 0, limits)
+        today = datetime.now(UTC).date()
+        used = await conn.fetchval(
+            "INSERT INTO usage_daily AS u (organization_id, day, jobs_created) VALUES ($1, $2, $3)"
+            " ON CONFLICT (organization_id, day) DO UPDATE SET jobs_created = u.jobs_created + $3"
+            " WHERE u.jobs_created + $3 <= $4 RETURNING jobs_created",
+            principal.org_id, today, n, limits.max_jobs_per_day,
+        )
+        if used is None or used > limits.max_jobs_per_day:
+            current = await conn.fetchval(
+                "SELECT jobs_created FROM usage_daily WHERE organization_id = $1 AND day = $2",
+                principal.org_id, today,
+            )
+            raise quota_error("jobs_per_day", int(current or 0), limits.max_jobs_per_day, limits)
+
+    async def check_new_queue(self, conn: asyncpg.Connection, principal: Principal, queue: str) -> None:
+        limits = self.limits(principal)
+        if limits.max_queues is None:
+            return
+        exists = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM queue_configs WHERE organization_id = $1 AND queue_name = $2)"
+            " OR EXISTS (SELECT 1 FROM jobs WHERE organization_id = $1 AND queue_name = $2)",
+            principal.org_id, queue,
+        )
+        if exists:
+            return
+        count = await self.count_queues(conn, principal.org_id)
+        if count >= limits.max_queues:
+            raise quota_error("queues", count, limits.max_queues, limits)
+
+    async def count_queues(self, conn: asyncpg.Connection, org_id: uuid.UUID) -> int:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM (SELECT queue_name FROM queue_configs WHERE organization_id = $1"
+            " UNION SELECT DISTINCT queue_name FROM jobs WHERE organization_id = $1) q",
+            org_id,
+        ))
+
+    async def check_count(self, principal: Principal, resource: str, field: str, current: int) -> None:
+        """Generic cap: raise when `current` already uses the plan's `field` limit."""
+        limits = self.limits(principal)
+        limit: Any = getattr(limits, field)
+        if limit is None:
+            return
+        if limit == 0:
+            raise FeatureDisabled(
+                f"{resource} are not available on the {limits.tier} plan",
+                extra={"feature": resource, "plan": limits.tier, "upgrade_to": UPGRADE.get(limits.tier)},
+            )
+        if current >= limit:
+            raise quota_error(resource, current, limit, limits)
+
+    # --- the buffered daily counter ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_loop(), name="usage-flusher")
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            with contextlib.suppress(Exception):
+                await self.flush()
+
+    async def flush(self) -> None:
+        if not self._pending_counts:
+            return
+        counts, self._pending_counts = dict(self._pending_counts), defaultdict(int)
+        today = datetime.now(UTC).date()
+        try:
+            async with self.db.maintenance() as conn:
+                await conn.executemany(
+                    "INSERT INTO usage_daily AS u (organization_id, day, jobs_created) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (organization_id, day) DO UPDATE SET jobs_created = u.jobs_created + $3",
+                    [(org, today, n) for org, n in counts.items()],
+                )
+        except Exception:
+            # Reporting only (no cap depends on it): a lost second of counts beats a retry loop.
+            log.warning("could not flush the daily job counters", exc_info=True)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.flush()
