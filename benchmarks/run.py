@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from benchmarks import baselines, httpbench, schema
+from benchmarks import baselines, httpbench, schema, spooled_rest
 from benchmarks.core import Benchmark, Context, Measurement, Ratio, median
 from benchmarks.pg import Database, database
 
@@ -31,7 +31,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 BENCHMARKS: list[Benchmark] = [
     *baselines.BASELINES,
-    # Spooled's own measurements go here, e.g. Benchmark("spooled_rest_enqueue", ...).
+    *spooled_rest.SPOOLED_REST,
 ]
 
 # spooled / baseline. Throughput ratios read "fraction of the baseline reached"; latency ratios read
@@ -39,6 +39,7 @@ BENCHMARKS: list[Benchmark] = [
 RATIOS: list[Ratio] = [
     Ratio("rest_enqueue", "spooled.rest.enqueue", "baseline.http.insert"),
     Ratio("bulk_enqueue", "spooled.rest.bulk_enqueue", "baseline.sql.insert_bulk100"),
+    Ratio("rest_claim_complete", "spooled.rest.claim_complete", "baseline.sql.claim_complete_n10"),
     *(
         Ratio(
             f"claim_complete_n{n}", f"spooled.grpc.claim_complete_n{n}", f"baseline.sql.claim_complete_n{n}"

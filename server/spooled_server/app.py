@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 
-from .api import ROUTE_MODULES
+from .api import route_modules
 from .api.envelope import RequestEnvelope
 from .api.errors import EXCEPTION_HANDLERS
 from .config import Settings
@@ -21,18 +21,24 @@ from .core.auth import Authenticator
 from .core.context import Core
 from .core.plans import Plans
 from .core.quotas import Quotas
+from .core.ratelimit import RateLimits
 from .db.database import Database, connect_owner
 from .db.migrate import migrate
 from .events.bus import EventBus
+from .hooks import LIFESPAN_HOOKS
 from .events.wakeups import Wakeups
 from .logging import configure_logging
 from .maintenance.runner import Maintenance
 
 log = logging.getLogger("spooled_server")
 
-# Hooks that later parts of the server (gRPC, realtime, webhooks, cron) register to join the lifespan.
-LifespanHook = Any
-LIFESPAN_HOOKS: list[LifespanHook] = []
+
+
+def _load_hook(spec: str) -> Any:
+    import importlib
+
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def build_core(settings: Settings) -> Core:
@@ -49,6 +55,7 @@ def build_core(settings: Settings) -> Core:
         quotas=Quotas(db, plans, settings.queue_max_payload_size_bytes),
         wakeups=Wakeups(),
         bus=EventBus(),
+        rate_limits=RateLimits(settings, plans),
     )
 
 
@@ -74,8 +81,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         app.state.maintenance = maintenance
         core.maintenance = maintenance  # type: ignore[attr-defined]
         async with contextlib.AsyncExitStack() as stack:
-            for hook in LIFESPAN_HOOKS:
-                await stack.enter_async_context(hook(app, core))
+            for spec in LIFESPAN_HOOKS:
+                await stack.enter_async_context(_load_hook(spec)(app, core))
             maintenance.start()
             log.info("spooled server ready (environment=%s)", settings.environment)
             try:
@@ -94,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         cors = CORSConfig(allow_origins=["*"])
 
     route_handlers: list[Any] = []
-    for module in ROUTE_MODULES:
+    for module in route_modules():
         route_handlers.extend(module.ROUTES)
 
     return Litestar(

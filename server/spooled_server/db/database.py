@@ -60,7 +60,8 @@ class Database:
         engine = create_async_engine(
             sqlalchemy_url(self.database_url),
             pool_size=size,
-            max_overflow=size,
+            max_overflow=0,
+            pool_timeout=30,
             pool_pre_ping=False,
             pool_reset_on_return=None,
             connect_args={

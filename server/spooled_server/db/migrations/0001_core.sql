@@ -5,12 +5,15 @@
 
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'spooled_app') THEN
+    -- Roles are cluster-wide: another database's migration may create them at the same moment.
+    BEGIN
         CREATE ROLE spooled_app NOLOGIN NOBYPASSRLS;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'spooled_maintenance') THEN
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
+    BEGIN
         CREATE ROLE spooled_maintenance NOLOGIN NOBYPASSRLS;
-    END IF;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+    END;
 END
 $$;
 
@@ -139,7 +142,7 @@ CREATE INDEX jobs_claim_idx ON jobs (organization_id, queue_name, priority DESC,
 CREATE INDEX jobs_org_created_idx ON jobs (organization_id, created_at DESC, id DESC);
 CREATE INDEX jobs_org_status_queue_idx ON jobs (organization_id, status, queue_name);
 CREATE INDEX jobs_lease_idx ON jobs (lease_expires_at) WHERE status = 'processing';
-CREATE INDEX jobs_due_idx ON jobs (scheduled_at) WHERE status IN ('pending', 'scheduled');
+CREATE INDEX jobs_due_idx ON jobs (scheduled_at) WHERE status IN ('pending', 'scheduled') AND scheduled_at IS NOT NULL;
 CREATE INDEX jobs_worker_idx ON jobs (assigned_worker_id) WHERE status = 'processing';
 CREATE INDEX jobs_finished_idx ON jobs (completed_at) WHERE status IN ('completed', 'cancelled');
 CREATE INDEX jobs_parent_idx ON jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
@@ -169,7 +172,8 @@ CREATE TABLE job_history (
     created_at      timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 CREATE INDEX job_history_job_idx ON job_history (job_id, id);
-CREATE INDEX job_history_created_idx ON job_history (created_at);
+-- Retention scans by age; BRIN stays tiny and cheap to maintain on an append-only table.
+CREATE INDEX job_history_created_idx ON job_history USING brin (created_at);
 
 -- Audit row for every transition into deadletter.
 CREATE TABLE dlq_entries (
