@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from benchmarks import baselines, httpbench, schema, spooled_rest
+from benchmarks import baselines, grpc_bench, httpbench, schema, spooled_rest
 from benchmarks.core import Benchmark, Context, Measurement, Ratio, median
 from benchmarks.pg import Database, database
 
@@ -32,6 +32,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 BENCHMARKS: list[Benchmark] = [
     *baselines.BASELINES,
     *spooled_rest.SPOOLED_REST,
+    *grpc_bench.SPOOLED_GRPC,
 ]
 
 # spooled / baseline. Throughput ratios read "fraction of the baseline reached"; latency ratios read
@@ -48,6 +49,11 @@ RATIOS: list[Ratio] = [
     ),
     Ratio("latency_p50", "spooled.latency_p50", "baseline.sql.notify_latency_p50"),
     Ratio("latency_p99", "spooled.latency_p99", "baseline.sql.notify_latency_p99"),
+    # One gRPC worker stream against one raw connection doing claim 100 + complete 100.
+    Ratio("grpc_process_jobs", "spooled.grpc.process_jobs", "baseline.sql.claim_complete_n100_1conn"),
+    Ratio("grpc_process_jobs_vs_8conn", "spooled.grpc.process_jobs", "baseline.sql.claim_complete_n100"),
+    Ratio("grpc_latency_p50", "spooled.grpc.latency_p50", "baseline.sql.notify_latency_p50"),
+    Ratio("grpc_latency_p99", "spooled.grpc.latency_p99", "baseline.sql.notify_latency_p99"),
 ]
 
 T = TypeVar("T")

@@ -36,6 +36,12 @@ VALUES ($1, 'pending', $2::jsonb, $3)
 RETURNING id
 """
 
+# Enqueue and wake listeners in one statement (one round trip, one transaction): $4 is the channel.
+INSERT_ONE_NOTIFY = f"""
+WITH job AS ({INSERT_ONE.strip()})
+SELECT id, pg_notify($4, $1) FROM job
+"""
+
 # One statement, many jobs: payloads and priorities arrive as parallel arrays.
 INSERT_BULK = f"""
 INSERT INTO {TABLE} (queue_name, status, payload, priority)

@@ -23,6 +23,7 @@ from .core.plans import Plans
 from .core.quotas import Quotas
 from .core.ratelimit import RateLimits
 from .db.database import Database, connect_owner
+from .db.hot import install as install_hot
 from .db.migrate import migrate
 from .events.bus import EventBus
 from .hooks import LIFESPAN_HOOKS
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         owner = await connect_owner(settings.database_url or "")
         try:
             applied = await migrate(owner)
+            await install_hot(owner)
         finally:
             await owner.close()
         if applied:
@@ -113,6 +115,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=None,
         request_max_body_size=8 * 1024 * 1024,
         debug=False,
+        logging_config=None,  # logging.py owns logging (JSON lines); Litestar's default would replace it
     )
 
 

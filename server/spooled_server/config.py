@@ -81,9 +81,13 @@ class Settings:
     rate_limit_burst_size: int = 200
     trusted_client_ip_header: str | None = None
     trusted_proxy_hops: int = 0
+    # Admin routes: requests per minute per client IP (contract: 60); 0 turns the limit off.
+    admin_rate_limit_per_minute: int = 60
     outgoing_webhook_max_attempts: int = 5
     outgoing_webhook_max_concurrent_deliveries: int = 64
     webhook_allow_private_targets: bool = False
+    # Outgoing-delivery retry delay base: min(base × 4^(attempts−1), 3600) s; tests shorten it.
+    webhook_backoff_base_secs: float = 30.0
     cors_allowed_origins: tuple[str, ...] = ()
     enable_hsts: bool = False
     grpc_enabled: bool = True
@@ -173,9 +177,11 @@ class Settings:
             rate_limit_burst_size=_int(e, "RATE_LIMIT_BURST_SIZE", 200),
             trusted_client_ip_header=_str(e, "TRUSTED_CLIENT_IP_HEADER"),
             trusted_proxy_hops=_int(e, "TRUSTED_PROXY_HOPS", 0),
+            admin_rate_limit_per_minute=_int(e, "SPOOLED_ADMIN_RATE_LIMIT_PER_MINUTE", 60),
             outgoing_webhook_max_attempts=_int(e, "OUTGOING_WEBHOOK_MAX_ATTEMPTS", 5),
             outgoing_webhook_max_concurrent_deliveries=_int(e, "OUTGOING_WEBHOOK_MAX_CONCURRENT_DELIVERIES", 64),
             webhook_allow_private_targets=_bool(e, "WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
+            webhook_backoff_base_secs=_float(e, "SPOOLED_WEBHOOK_BACKOFF_BASE_SECS", 30.0),
             cors_allowed_origins=origins,
             enable_hsts=_bool(e, "ENABLE_HSTS", False),
             grpc_enabled=_bool(e, "GRPC_ENABLED", True),

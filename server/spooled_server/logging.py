@@ -1,18 +1,41 @@
-"""Structured logs: JSON lines with the request id bound per request (structlog over the stdlib)."""
+"""Structured logs: JSON lines with the request id bound per request (structlog over the stdlib).
+
+Every line logged while a request is handled also names the organization (once authenticated) and the job
+of a `/jobs/{job_id}...` route, read from the request scope that api/envelope.py publishes.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from contextvars import ContextVar
+from typing import Any
 
 import structlog
 
 from .config import Settings
 
+REQUEST_SCOPE: ContextVar[dict[str, Any] | None] = ContextVar("spooled_request_scope", default=None)
+
+
+def add_request_context(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    scope = REQUEST_SCOPE.get()
+    if scope is None:
+        return event_dict
+    principal = (scope.get("state") or {}).get("principal")
+    org_id = getattr(principal, "org_id", None)
+    if org_id is not None:
+        event_dict.setdefault("org_id", str(org_id))
+    job_id = (scope.get("path_params") or {}).get("job_id")
+    if job_id is not None:
+        event_dict.setdefault("job_id", str(job_id))
+    return event_dict
+
 
 def configure_logging(settings: Settings) -> None:
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_request_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -37,3 +60,8 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
     for noisy in ("asyncio", "sqlalchemy.engine", "_granian", "granian.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # granian gives its own loggers private plain-text handlers; in this (worker) process they write JSON too.
+    for name in ("_granian", "granian.access", "litestar"):
+        own = logging.getLogger(name)
+        own.handlers[:] = []
+        own.propagate = True

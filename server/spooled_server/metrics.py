@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client import ProcessCollector, PlatformCollector
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
 
 JOBS_ENQUEUED = Counter("spooled_jobs_enqueued", "Jobs created", registry=REGISTRY)
 JOBS_COMPLETED = Counter("spooled_jobs_completed", "Job completions", registry=REGISTRY)
@@ -29,4 +30,11 @@ API_DURATION = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 API_REQUESTS = Counter("spooled_api_requests", "REST requests", registry=REGISTRY)
+# Beside the contract's label-free series: the same latency split by route template and status, for
+# finding which route is slow. Route templates (not raw paths) keep the label set small.
+API_ROUTE_DURATION = Histogram(
+    "spooled_api_route_request_duration_seconds", "REST request latency by method, route and status",
+    ["method", "route", "status"], registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
 REDIS_OPERATIONS = Counter("spooled_redis_operations", "Redis commands", registry=REGISTRY)

@@ -7,6 +7,7 @@ enforces the 30 s request timeout (408), and records the request-duration metric
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
@@ -15,12 +16,16 @@ import msgspec
 import structlog
 
 from .. import metrics
+from ..logging import REQUEST_SCOPE
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
 REQUEST_TIMEOUT_SECS = 30.0
 STREAMING_PREFIXES = ("/api/v1/events", "/api/v1/ws")
+SLOW_REQUEST_SECS = 1.0
+access_log = structlog.stdlib.get_logger("spooled_server.access")
+_access_std = logging.getLogger("spooled_server.access")
 _SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -71,11 +76,15 @@ class RequestEnvelope:
             await send(message)
 
         structlog.contextvars.bind_contextvars(request_id=request_id)
+        scope_token = REQUEST_SCOPE.set(scope)
+        streaming = path.startswith(STREAMING_PREFIXES)
         try:
             if api and version and version.lstrip("-").isdigit() and version != "1":
                 await self._reject(send_with_headers, 400, "BAD_REQUEST", "Unsupported X-API-Version")
                 return
-            if path.startswith(STREAMING_PREFIXES):
+            if streaming:
+                # Event streams are never gzipped: the compressor would hold frames back.
+                scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"accept-encoding"]
                 await self.app(scope, receive, send_with_headers)
                 return
             try:
@@ -84,9 +93,29 @@ class RequestEnvelope:
                 if not response_started[0]:
                     await self._reject(send_with_headers, 408, "REQUEST_TIMEOUT", "Request timed out")
         finally:
-            structlog.contextvars.unbind_contextvars("request_id")
+            elapsed = time.perf_counter() - started
             metrics.API_REQUESTS.inc()
-            metrics.API_DURATION.observe(time.perf_counter() - started)
+            if not streaming:  # a 30-minute stream is not a slow request
+                metrics.API_DURATION.observe(elapsed)
+                route = scope.get("path_template") or "unmatched"
+                metrics.API_ROUTE_DURATION.labels(scope["method"], route, str(status_holder[0])).observe(elapsed)
+            self._log(scope, status_holder[0], elapsed, streaming)
+            REQUEST_SCOPE.reset(scope_token)
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    @staticmethod
+    def _log(scope: Scope, status: int, elapsed: float, streaming: bool) -> None:
+        """One JSON line per request: server errors and slow requests at warning/info, the rest at debug."""
+        if status >= 500:
+            level = logging.WARNING
+        elif elapsed >= SLOW_REQUEST_SECS and not streaming:
+            level = logging.INFO
+        else:
+            level = logging.DEBUG
+        if not _access_std.isEnabledFor(level):
+            return
+        access_log.log(level, "request", method=scope["method"], path=scope["path"], status=status,
+                       route=scope.get("path_template"), duration_ms=round(elapsed * 1000, 3))
 
     @staticmethod
     async def _reject(send: Any, status: int, code: str, message: str) -> None:

@@ -115,8 +115,23 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal:
     request.state.principal = principal
     limiter = getattr(core, "rate_limits", None)
     if limiter is not None:
-        limiter.check_principal(principal, "rest")
+        await limiter.limit_principal(principal, "rest")
     return principal
+
+
+def client_ip(request: Request[Any, Any, Any]) -> str:
+    """The caller's address for per-IP limits (trusted headers and proxy hops per semantics.md §13)."""
+    from ..core.ratelimit import client_ip as resolve
+
+    peer = request.client.host if request.client else None
+    return resolve(request.headers, peer, core_of(request).settings)
+
+
+async def limit_public(request: Request[Any, Any, Any]) -> None:
+    """Public (unauthenticated) routes: the per-IP token bucket."""
+    limiter = getattr(core_of(request), "rate_limits", None)
+    if limiter is not None:
+        await limiter.limit_public(client_ip(request))
 
 
 async def authenticate_unrestricted(request: Request[Any, Any, Any]) -> Principal:

@@ -11,7 +11,7 @@ from litestar import Request, Response, delete, get, post, put
 
 from ..core import jobs as svc
 from ..core import validation as v
-from ..core.errors import ValidationFailed
+from ..core.errors import ShapeInvalid
 from .http import (
     authenticate,
     core_of,
@@ -92,6 +92,8 @@ class PriorityBody(msgspec.Struct):
 
 
 MAX_CLAIM_WAIT_SECS = 30.0
+# A long-poll answers (possibly empty) before the 30 s request timeout would turn it into a 408.
+LONG_POLL_CEILING_SECS = 25.0
 
 
 @post("/api/v1/jobs", operation_id="create_job")
@@ -121,9 +123,10 @@ async def bulk_create_jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
     principal = await authenticate(request)
     body = await read_json(request, BulkCreateBody)
     items = [
+        # scheduled_at stays a string here: core parses it per item, so a bad one fails only its item.
         svc.BulkItem(payload=j.payload, priority=j.priority, idempotency_key=j.idempotency_key,
-                     scheduled_at=v.opt_timestamp(j.scheduled_at, f"jobs[{i}].scheduled_at"))
-        for i, j in enumerate(body.jobs)
+                     scheduled_at=j.scheduled_at)
+        for j in body.jobs
     ]
     result = await svc.bulk_create_jobs(
         core_of(request), principal, body.queue_name, items,
@@ -214,19 +217,36 @@ async def claim_jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
     if body.wait_secs is not None:
         wait = v.number_range(body.wait_secs, "wait_secs", 0, MAX_CLAIM_WAIT_SECS)
     principal.require_queue(queue)
-    rows = await svc.claim_jobs(core, principal, queue, body.worker_id, limit, lease)
-    if not rows and wait > 0:
-        deadline = time.monotonic() + wait
-        poll = float(core.settings.worker_fallback_poll_interval_secs)
-        while not rows:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            await core.wakeups.wait(principal.org_id, queue, min(remaining, poll))
-            rows = await svc.claim_jobs(core, principal, queue, body.worker_id, limit, lease)
-            if not rows:
-                await asyncio.sleep(0)
+    rows = await _claim_or_wait(core, principal, queue, body.worker_id, limit, lease,
+                                min(wait, LONG_POLL_CEILING_SECS))
     return json_response({"jobs": [_claimed(r) for r in rows]})
+
+
+async def _claim_or_wait(core: Any, principal: Any, queue: str, worker_id: str, limit: int, lease: int,
+                         wait: float) -> list[Any]:
+    """Claim; with a wait, hold the request until jobs arrive (an enqueue wakes it) or the wait ends.
+
+    The wake-up is armed before each claim attempt: an enqueue that commits after the claim's snapshot but
+    before an empty answer is seen would otherwise be missed until the fallback poll."""
+    deadline = time.monotonic() + wait
+    poll = float(core.settings.worker_fallback_poll_interval_secs)
+    while True:
+        remaining = deadline - time.monotonic()
+        armed: asyncio.Task[bool] | None = None
+        if remaining > 0:
+            armed = asyncio.ensure_future(core.wakeups.wait(principal.org_id, queue, min(remaining, poll)))
+            await asyncio.sleep(0)  # one loop turn: the waiter registers itself before the claim runs
+        try:
+            rows: list[Any] = await svc.claim_jobs(core, principal, queue, worker_id, limit, lease)
+        except BaseException:
+            if armed is not None:
+                armed.cancel()
+            raise
+        if rows or armed is None:
+            if armed is not None:
+                armed.cancel()
+            return rows
+        await armed
 
 
 @post("/api/v1/jobs/{job_id:str}/complete", operation_id="complete_job")
@@ -264,8 +284,8 @@ async def report_job_progress(request: Request[Any, Any, Any], job_id: str) -> R
     principal = await authenticate(request)
     body = await read_json(request, ProgressBody)
     percent = body.percent if body.percent is not None else body.progress
-    if percent is None:
-        raise ValidationFailed("percent", "is required", rule="required")
+    if percent is None:  # a missing required field: the body has the wrong shape (422)
+        raise ShapeInvalid("percent", "is required", rule="missing_field")
     percent = v.number_range(percent, "percent", 0, 100)
     if body.message is not None:
         v.text(body.message, "message", 0, 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import Settings
 from ..db.database import Database
@@ -22,3 +23,6 @@ class Core:
     quotas: Quotas
     wakeups: Wakeups
     bus: EventBus
+    rate_limits: Any = None  # core.ratelimit.RateLimits
+    webhooks: Any = None  # core.webhooks.WebhookDispatcher (outgoing delivery, this replica)
+    cache_health: Any = None  # async () -> bool: Redis reachable (events.fanout), read by /health

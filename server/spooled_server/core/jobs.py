@@ -6,6 +6,7 @@ in a transaction confined to the caller's organization. Events are published onl
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ from ..db.queries import Q
 from . import validation as v
 from .auth import Principal
 from .context import Core
-from .errors import BadRequest, Conflict, LeaseExpired, NotFound, ValidationFailed
+from .errors import BadRequest, Conflict, InvalidJson, LeaseExpired, NotFound, SpooledError, ValidationFailed
 
 STATUSES = ("pending", "scheduled", "processing", "completed", "failed", "deadletter", "cancelled")
 TERMINAL = ("completed", "deadletter", "cancelled")
@@ -40,6 +41,38 @@ def as_raw(value: Any) -> msgspec.Raw:
     if isinstance(value, msgspec.Raw):
         return value
     return msgspec.Raw(msgspec.json.encode(value))
+
+
+# A JSON string escape for U+0000: a backslash that is not itself escaped, then u0000.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def check_storable_json(value: msgspec.Raw | None, field: str) -> None:
+    """Reject JSON that PostgreSQL's jsonb cannot hold (it would fail the statement as a server error).
+
+    Raw values are passed through undecoded, so invalid UTF-8 and `\\u0000` reach this point untouched."""
+    if value is None:
+        return
+    data = bytes(value)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidJson("Request body is not valid UTF-8 JSON", details=[
+            {"field": field, "message": "invalid UTF-8", "code": "invalid_json"}]) from None
+    if b"\\u0000" in data and _NUL_ESCAPE.search(data):
+        raise ValidationFailed(field, "must not contain the NUL character (\\u0000)", rule="invalid")
+
+
+def _unstorable(field: str) -> ValidationFailed:
+    return ValidationFailed(field, "holds a value PostgreSQL cannot store (e.g. a number out of range)",
+                            rule="invalid")
+
+
+def backoff_delay_secs(retry_count: int, base: int, cap: int, jitter: float = 0.0, draw: float = 0.0) -> float:
+    """The retry delay of semantics.md §4, in seconds: min(base × 2^n, cap), plus jitter j × draw × delay
+    (draw in [0, 1)) still capped. fail_job computes the same in SQL, inside the statement that requeues."""
+    delay = min(float(cap), float(base) * 2.0 ** min(retry_count, 32))
+    return min(float(cap), delay + draw * jitter * delay)
 
 
 # --- create ---------------------------------------------------------------------------------------------
@@ -80,36 +113,59 @@ def validate_new_job(job: NewJob, *, queue_max_len: int = 100) -> None:
         v.http_url(job.completion_webhook, "completion_webhook")
     if job.completion_webhook_secret is not None:
         v.text(job.completion_webhook_secret, "completion_webhook_secret", 1, 255)
+    check_storable_json(job.payload, "payload")
+    check_storable_json(job.tags, "tags")
 
 
-async def create_job(core: Core, principal: Principal, job: NewJob) -> tuple[uuid.UUID, bool]:
-    """Create a job, or return the existing one for a repeated idempotency key (created=False)."""
-    validate_new_job(job)
+class _LostRace(Exception):
+    """A concurrent request with the same idempotency key inserted first (rolls back what this one did)."""
+
+
+async def create_job(
+    core: Core, principal: Principal, job: NewJob, *, queue_max_len: int = 100
+) -> tuple[uuid.UUID, bool]:
+    """Create a job, or return the existing one for a repeated idempotency key (created=False).
+
+    `queue_max_len`: REST allows 100 characters in a queue name, gRPC 255 (grpc.md §3)."""
+    validate_new_job(job, queue_max_len=queue_max_len)
     principal.require_queue(job.queue_name)
     core.quotas.check_payload(principal, raw_size(job.payload))
     job_id = uuid.uuid4()
     settings = core.settings
-    async with core.db.tenant(principal.org_id) as conn:
-        if job.idempotency_key is not None:
-            existing = await conn.fetchrow(Q.find_job_by_idempotency_key, principal.org_id, job.idempotency_key)
-            if existing is not None:
-                return existing["id"], False
-        await core.quotas.reserve_jobs(conn, principal, 1)
-        await core.quotas.check_new_queue(conn, principal, job.queue_name)
-        deps_met: bool | None = None
-        if job.parent_job_id is not None:
-            deps_met = await _check_parent(conn, principal, job)
-        row = await conn.fetchrow(
-            Q.insert_job, principal.org_id, job.queue_name, job_id, job.payload, job.max_retries, job.priority,
-            job.timeout_seconds, job.tags, job.scheduled_at, job.expires_at, job.parent_job_id,
-            job.completion_webhook, job.completion_webhook_secret, job.idempotency_key, deps_met,
-            settings.queue_default_max_retries, settings.queue_default_timeout_secs,
-        )
-        if row is not None and job.parent_job_id is not None:
-            await conn.execute(
-                "INSERT INTO job_dependencies (organization_id, job_id, depends_on_job_id) VALUES ($1, $2, $3)",
-                principal.org_id, job_id, job.parent_job_id,
-            )
+    insert_args = (
+        principal.org_id, job.queue_name, job_id, job.payload, job.max_retries, job.priority,
+        job.timeout_seconds, job.tags, job.scheduled_at, job.expires_at, job.parent_job_id,
+        job.completion_webhook, job.completion_webhook_secret, job.idempotency_key, None,
+        settings.queue_default_max_retries, settings.queue_default_timeout_secs,
+    )
+    try:
+        if job.parent_job_id is None and core.quotas.uncapped_jobs(principal):
+            # The common case: no caps to check and nothing else to write, so one statement does it all.
+            rows = await core.db.hot(principal.org_id, "insert_job", *insert_args)
+            row = rows[0] if rows else None
+            if row is not None:
+                core.quotas.note_created(principal, 1)
+        else:
+            async with core.db.tenant(principal.org_id) as conn:
+                if job.idempotency_key is not None:
+                    existing = await conn.fetchrow(Q.find_job_by_idempotency_key, principal.org_id,
+                                                   job.idempotency_key)
+                    if existing is not None:
+                        return existing["id"], False
+                await core.quotas.reserve_jobs(conn, principal, 1)
+                await core.quotas.check_new_queue(conn, principal, job.queue_name)
+                deps_met: bool | None = None
+                if job.parent_job_id is not None:
+                    deps_met = await _check_parent(conn, principal, job)
+                row = await conn.fetchrow(Q.insert_job, *insert_args[:14], deps_met, *insert_args[15:])
+                if row is None:
+                    raise _LostRace  # a replay consumes no quota: undo this request's reservation
+                if job.parent_job_id is not None:
+                    await conn.execute(Q.insert_parent_edge, principal.org_id, job_id, job.parent_job_id)
+    except _LostRace:
+        row = None
+    except asyncpg.DataError:
+        raise _unstorable("payload") from None
     if row is None:
         # A concurrent request with the same key won the insert; its row is visible to a new statement.
         async with core.db.tenant(principal.org_id) as conn:
@@ -122,10 +178,7 @@ async def create_job(core: Core, principal: Principal, job: NewJob) -> tuple[uui
 
 
 async def _check_parent(conn: asyncpg.Connection, principal: Principal, job: NewJob) -> bool:
-    parent = await conn.fetchrow(
-        "SELECT queue_name, status FROM jobs WHERE id = $1 AND organization_id = $2",
-        job.parent_job_id, principal.org_id,
-    )
+    parent = await conn.fetchrow(Q.lock_parent_job, job.parent_job_id, principal.org_id)
     if parent is None or parent["queue_name"] != job.queue_name:
         raise ValidationFailed("parent_job_id", "must be a job of the same organization and queue",
                                rule="invalid")
@@ -148,7 +201,10 @@ class BulkItem:
     payload: msgspec.Raw
     priority: int | None = None
     idempotency_key: str | None = None
-    scheduled_at: datetime | None = None
+    scheduled_at: datetime | str | None = None  # a string is parsed per item (a bad one fails only that item)
+
+
+BULK_RACE_ROUNDS = 3
 
 
 async def bulk_create_jobs(
@@ -179,9 +235,12 @@ async def bulk_create_jobs(
             item.priority = priority
             if item.idempotency_key is not None:
                 v.text(item.idempotency_key, f"jobs[{index}].idempotency_key", 1, 255)
+            if isinstance(item.scheduled_at, str):
+                item.scheduled_at = v.timestamp(item.scheduled_at, f"jobs[{index}].scheduled_at")
+            check_storable_json(item.payload, f"jobs[{index}].payload")
             cap.check_payload(principal, raw_size(item.payload))
-        except Exception as exc:  # per-item validation: reported in `failed`
-            failed.append({"index": index, "error": getattr(exc, "message", str(exc))})
+        except SpooledError as exc:  # per-item validation: reported in `failed`
+            failed.append({"index": index, "error": exc.message})
             continue
         good.append((index, item))
 
@@ -200,34 +259,45 @@ async def bulk_create_jobs(
             if key is not None:
                 first_by_key[key] = index
             unique.append((index, item, uuid.uuid4()))
-        async with core.db.tenant(principal.org_id) as conn:
-            keys = [i.idempotency_key for _, i, _ in unique if i.idempotency_key is not None]
+        keys = [i.idempotency_key for _, i, _ in unique if i.idempotency_key is not None]
+        uncapped = cap.uncapped_jobs(principal)
+        for round_ in range(BULK_RACE_ROUNDS):
             existing: dict[str, uuid.UUID] = {}
-            if keys:
-                for r in await conn.fetch(Q.find_jobs_by_idempotency_keys, principal.org_id, keys):
-                    existing[r["idempotency_key"]] = r["id"]
-            to_insert = [(i, it, jid) for i, it, jid in unique if it.idempotency_key not in existing]
-            if to_insert:
-                await cap.reserve_jobs(conn, principal, len(to_insert))
-                await cap.check_new_queue(conn, principal, queue_name)
-                rows = await conn.fetch(
-                    Q.bulk_insert_jobs, principal.org_id, queue_name,
-                    [jid for _, _, jid in to_insert],
-                    [it.payload for _, it, _ in to_insert],
-                    [it.priority for _, it, _ in to_insert],
-                    [it.idempotency_key for _, it, _ in to_insert],
-                    [it.scheduled_at for _, it, _ in to_insert],
-                    default_max_retries, default_timeout_seconds,
-                    core.settings.queue_default_max_retries, core.settings.queue_default_timeout_secs,
-                )
-                inserted = {r["id"]: r["status"] for r in rows}
-                missing_keys = [it.idempotency_key for _, it, jid in to_insert
-                                if jid not in inserted and it.idempotency_key is not None]
-                if missing_keys:  # lost a race with a concurrent insert of the same key
-                    for r in await conn.fetch(Q.find_jobs_by_idempotency_keys, principal.org_id, missing_keys):
-                        existing[r["idempotency_key"]] = r["id"]
-            else:
-                inserted = {}
+            inserted: dict[uuid.UUID, str] = {}
+            try:
+                async with core.db.tenant(principal.org_id) as conn:
+                    if keys:
+                        for r in await conn.fetch(Q.find_jobs_by_idempotency_keys, principal.org_id, keys):
+                            existing[r["idempotency_key"]] = r["id"]
+                    to_insert = [(i, it, jid) for i, it, jid in unique if it.idempotency_key not in existing]
+                    if to_insert:
+                        if not uncapped:
+                            await cap.reserve_jobs(conn, principal, len(to_insert))
+                            await cap.check_new_queue(conn, principal, queue_name)
+                        rows = await conn.fetch(
+                            Q.bulk_insert_jobs, principal.org_id, queue_name,
+                            [jid for _, _, jid in to_insert],
+                            [it.payload for _, it, _ in to_insert],
+                            [it.priority for _, it, _ in to_insert],
+                            [it.idempotency_key for _, it, _ in to_insert],
+                            [it.scheduled_at for _, it, _ in to_insert],
+                            default_max_retries, default_timeout_seconds,
+                            core.settings.queue_default_max_retries, core.settings.queue_default_timeout_secs,
+                        )
+                        inserted = {r["id"]: r["status"] for r in rows}
+                        if len(inserted) < len(to_insert):
+                            # A concurrent request inserted some of these keys after the lookup. Undo this
+                            # round (its quota charge included) and look again: the winners are committed.
+                            raise _LostRace
+                break
+            except _LostRace:
+                if round_ == BULK_RACE_ROUNDS - 1:
+                    raise Conflict("Concurrent requests are creating jobs with these idempotency keys; "
+                                   "retry the request") from None
+            except asyncpg.DataError:
+                raise _unstorable("payload") from None
+        if uncapped and inserted:
+            cap.note_created(principal, len(inserted))
         result_by_index: dict[int, tuple[uuid.UUID, bool]] = {}
         for index, item, jid in unique:
             if jid in inserted:
@@ -258,10 +328,14 @@ async def claim_jobs(
     core: Core, principal: Principal, queue_name: str, worker_id: str, limit: int, lease_secs: int
 ) -> list[asyncpg.Record]:
     """Claim up to `limit` jobs (one statement, skip-locked). Empty when nothing is eligible."""
-    async with core.db.tenant(principal.org_id, custom_plan=True) as conn:
-        rows = await conn.fetch(Q.claim_jobs, principal.org_id, queue_name, limit, worker_id, float(lease_secs))
+    rows = await core.db.hot(principal.org_id, "claim_jobs", principal.org_id, queue_name, limit, worker_id,
+                             float(lease_secs))
     for r in rows:
         core.bus.status_change(principal.org_id, r["id"], queue_name, r["old_status"], "processing")
+    if any(r["workflow_id"] is not None for r in rows):
+        from . import workflows
+
+        await workflows.mark_running(core, principal.org_id, rows)
     return rows
 
 
@@ -285,6 +359,13 @@ async def classify_lease_miss(
     return NotFound("Job not found or not authorized")
 
 
+def _scope(principal: Principal) -> list[str] | None:
+    """The key's queue scope as regexes for the statements' guards (None: unrestricted)."""
+    from .queues import scope_regexes  # queues imports this module
+
+    return scope_regexes(principal)
+
+
 def _lease_uuid(lease_id: str | None) -> uuid.UUID | None:
     return v.try_uuid(lease_id) if lease_id else None
 
@@ -295,14 +376,24 @@ async def complete_job(
 ) -> asyncpg.Record:
     if result is not None and raw_size(result) > core.settings.queue_max_payload_size_bytes:
         core.quotas.check_payload(principal, raw_size(result))
+    check_storable_json(result, "result")
     lease = _lease_uuid(lease_id)
-    async with core.db.tenant(principal.org_id) as conn:
-        row = None
-        if lease is not None:
-            row = await conn.fetchrow(Q.complete_job, job_id, principal.org_id, worker_id, lease, result)
-        if row is None:
+    row = None
+    if lease is not None:
+        try:
+            rows = await core.db.hot(principal.org_id, "complete_job", job_id, principal.org_id, worker_id,
+                                     lease, result, _scope(principal))
+        except asyncpg.DataError:
+            raise _unstorable("result") from None
+        row = rows[0] if rows else None
+    if row is None:
+        async with core.db.tenant(principal.org_id) as conn:
             raise await classify_lease_miss(conn, principal, job_id, worker_id, lease_id)
     after_complete(core, principal.org_id, row, result)
+    if row["waiting_dependents"] or row["workflow_id"] is not None:
+        from . import workflows
+
+        await workflows.after_settled(core, principal.org_id, [row])
     return row
 
 
@@ -319,6 +410,8 @@ def after_complete(core: Core, org_id: uuid.UUID, row: asyncpg.Record, result: m
                                                "duration_ms": duration_ms, "result": result or NULL_JSON})
     if row["released_queues"]:
         core.wakeups.notify_many(org_id, row["released_queues"])
+    if row.get("completion_webhook") is not None and core.webhooks is not None:
+        core.webhooks.wake()  # the completion callback row committed with the job: send it now
 
 
 @dataclass
@@ -335,17 +428,22 @@ async def fail_job(
 ) -> FailOutcome:
     lease = _lease_uuid(lease_id)
     s = core.settings
-    async with core.db.tenant(principal.org_id) as conn:
-        row = None
-        if lease is not None:
-            row = await conn.fetchrow(
-                Q.fail_job, job_id, principal.org_id, worker_id, lease, error, retry,
-                s.retry_backoff_base_secs, s.retry_backoff_max_secs, s.retry_jitter,
-            )
-        if row is None:
+    row = None
+    if lease is not None:
+        rows = await core.db.hot(
+            principal.org_id, "fail_job", job_id, principal.org_id, worker_id, lease, error, retry,
+            s.retry_backoff_base_secs, s.retry_backoff_max_secs, s.retry_jitter, _scope(principal),
+        )
+        row = rows[0] if rows else None
+    if row is None:
+        async with core.db.tenant(principal.org_id) as conn:
             raise await classify_lease_miss(conn, principal, job_id, worker_id, lease_id)
-        now = await conn.fetchval("SELECT now()")
+    now = datetime.now(UTC)
     after_fail(core, principal.org_id, row, error)
+    if not row["will_retry"]:
+        from . import workflows
+
+        await workflows.after_settled(core, principal.org_id, [row])  # failure cascade (transition 12)
     delay = 0
     if row["will_retry"] and row["scheduled_at"] is not None:
         delay = max(0, round((row["scheduled_at"] - now).total_seconds()))
@@ -374,12 +472,13 @@ async def heartbeat_job(
     core: Core, principal: Principal, job_id: uuid.UUID, worker_id: str, lease_id: str | None, lease_secs: int
 ) -> datetime:
     lease = _lease_uuid(lease_id)
-    async with core.db.tenant(principal.org_id) as conn:
-        expires = None
-        if lease is not None:
-            expires = await conn.fetchval(Q.heartbeat_job, job_id, principal.org_id, worker_id, lease,
-                                          float(lease_secs))
-        if expires is None:
+    expires = None
+    if lease is not None:
+        rows = await core.db.hot(principal.org_id, "heartbeat_job", job_id, principal.org_id, worker_id, lease,
+                                 float(lease_secs), _scope(principal))
+        expires = rows[0]["lease_expires_at"] if rows else None
+    if expires is None:
+        async with core.db.tenant(principal.org_id) as conn:
             raise await classify_lease_miss(conn, principal, job_id, worker_id, lease_id)
     return expires  # type: ignore[no-any-return]
 
@@ -390,7 +489,8 @@ async def report_progress(
 ) -> None:
     async with core.db.tenant(principal.org_id) as conn:
         if worker_id is None and lease_id is None:
-            row = await conn.fetchrow(Q.progress_job_unfenced, job_id, principal.org_id, percent, message)
+            row = await conn.fetchrow(Q.progress_job_unfenced, job_id, principal.org_id, percent, message,
+                                      _scope(principal))
             if row is None:
                 state = await conn.fetchrow("SELECT status, queue_name FROM jobs WHERE id = $1 AND organization_id = $2",
                                             job_id, principal.org_id)
@@ -403,7 +503,7 @@ async def report_progress(
             row = None
             if lease is not None and worker_id is not None:
                 row = await conn.fetchrow(Q.progress_job, job_id, principal.org_id, worker_id, lease, percent,
-                                          message)
+                                          message, _scope(principal))
             if row is None:
                 raise await classify_lease_miss(conn, principal, job_id, worker_id or "", lease_id)
             worker = worker_id
@@ -436,6 +536,9 @@ async def cancel_job(core: Core, principal: Principal, job_id: uuid.UUID) -> Non
         if row is None:
             raise Conflict("Job cannot be cancelled (not in pending or scheduled state)")
     core.bus.status_change(principal.org_id, job_id, row["queue_name"], row["old_status"], "cancelled")
+    from . import workflows
+
+    await workflows.after_cancel(core, principal.org_id, job_id, row["workflow_id"])
 
 
 async def retry_job(core: Core, principal: Principal, job_id: uuid.UUID) -> dict[str, Any]:
@@ -486,9 +589,8 @@ async def boost_priority(core: Core, principal: Principal, job_id: uuid.UUID, pr
 
 
 async def job_stats(core: Core, principal: Principal, queue_name: str | None) -> dict[str, int]:
-    scope = None if principal.unrestricted else list(principal.queues)
     async with core.db.tenant(principal.org_id) as conn:
-        rows = await conn.fetch(Q.job_stats, principal.org_id, queue_name, scope)
+        rows = await conn.fetch(Q.job_stats, principal.org_id, queue_name, _scope(principal))
     counts = dict.fromkeys(STATUSES, 0)
     for r in rows:
         if r["status"] in counts:
@@ -563,3 +665,132 @@ def job_to_wire(r: asyncpg.Record) -> dict[str, Any]:
         "progress_message": r["progress_message"],
         "progress_updated_at": ts(r["progress_updated_at"]),
     }
+
+
+# --- batched settlements (gRPC streams) -------------------------------------------------------------------
+
+
+@dataclass
+class Settlement:
+    """One complete or fail request of a worker stream, fenced by its own worker and lease."""
+
+    job_id: uuid.UUID
+    worker_id: str
+    lease_id: str | None
+    result: msgspec.Raw | None = None  # complete
+    error: str = ""  # fail
+    retry: bool = True  # fail: False dead-letters at once
+
+
+SETTLE_RETRIES = 3
+
+
+async def _settle_batch(core: Core, principal: Principal, items: list[Settlement], statement: str,
+                        args: Any) -> tuple[dict[uuid.UUID, asyncpg.Record], dict[int, Exception]]:
+    """Run one batched settlement statement; then classify, in the same transaction, every item it missed."""
+    for attempt in range(SETTLE_RETRIES):
+        try:
+            async with core.db.tenant(principal.org_id) as conn:
+                rows = await conn.fetch(statement, principal.org_id, *args) if args[0] else []
+                done = {r["id"]: r for r in rows}
+                misses: dict[int, Exception] = {}
+                for index, item in enumerate(items):
+                    if item.job_id not in done:
+                        misses[index] = await classify_lease_miss(conn, principal, item.job_id, item.worker_id,
+                                                                  item.lease_id)
+            return done, misses
+        except asyncpg.DeadlockDetectedError:
+            # Row locks are taken in join order; a concurrent sweep may lock the same rows in another order.
+            if attempt == SETTLE_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def complete_jobs(core: Core, principal: Principal, items: list[Settlement]) -> list[Exception | None]:
+    """Complete many jobs in one statement with per-job fencing. One outcome per item, in order: None when
+    the job was completed, else the error `complete_job` would have raised. Ids must be unique."""
+    outcomes: list[Exception | None] = [None] * len(items)
+    batch: list[tuple[int, Settlement, uuid.UUID]] = []
+    hard_cap = core.settings.queue_max_payload_size_bytes
+    for index, item in enumerate(items):
+        try:
+            if item.result is not None and raw_size(item.result) > hard_cap:
+                core.quotas.check_payload(principal, raw_size(item.result))
+            check_storable_json(item.result, "result")
+        except Exception as exc:
+            outcomes[index] = exc
+            continue
+        batch.append((index, item, _lease_uuid(item.lease_id) or _NO_LEASE))
+    if not batch:
+        return outcomes
+    args = ([i.job_id for _, i, _ in batch], [i.worker_id for _, i, _ in batch], [lease for _, _, lease in batch],
+            [i.result for _, i, _ in batch], _scope(principal))
+    done, misses = await _settle_batch(core, principal, [i for _, i, _ in batch], Q.complete_jobs_batch, args)
+    for position, exc in misses.items():
+        outcomes[batch[position][0]] = exc
+    for _, item, _ in batch:
+        row = done.get(item.job_id)
+        if row is not None:
+            after_complete(core, principal.org_id, row, item.result)
+    follow_up = [r for r in done.values() if r["waiting_dependents"] or r["workflow_id"] is not None]
+    if follow_up:
+        from . import workflows
+
+        await workflows.after_settled(core, principal.org_id, follow_up)
+    return outcomes
+
+
+async def fail_jobs(core: Core, principal: Principal, items: list[Settlement]) -> list[FailOutcome | Exception]:
+    """Fail many jobs in one statement with per-job fencing (the rules of `fail_job` per item). One outcome
+    per item, in order. Ids must be unique."""
+    s = core.settings
+    leases = [_lease_uuid(i.lease_id) or _NO_LEASE for i in items]
+    args = ([i.job_id for i in items], [i.worker_id for i in items], leases, [i.error for i in items],
+            [i.retry for i in items], s.retry_backoff_base_secs, s.retry_backoff_max_secs, s.retry_jitter,
+            _scope(principal))
+    done, misses = await _settle_batch(core, principal, items, Q.fail_jobs_batch, args)
+    outcomes: list[FailOutcome | Exception] = []
+    for index, item in enumerate(items):
+        row = done.get(item.job_id)
+        if row is None:
+            outcomes.append(misses[index])
+            continue
+        after_fail(core, principal.org_id, row, item.error)
+        outcomes.append(FailOutcome(
+            will_retry=bool(row["will_retry"]),
+            retry_count=int(row["retry_count"]),
+            next_retry_at=row["scheduled_at"] if row["will_retry"] else None,
+            delay_secs=int(row["delay_secs"]),
+        ))
+    dead = [r for r in done.values() if not r["will_retry"]]
+    if dead:
+        from . import workflows
+
+        await workflows.after_settled(core, principal.org_id, dead)  # failure cascade (transition 12)
+    return outcomes
+
+
+# A lease that no job has: a missing or malformed lease still goes through the statement (and misses).
+_NO_LEASE = uuid.UUID(int=0)
+
+
+async def release_jobs(core: Core, org_id: uuid.UUID, worker_id: str, job_ids: list[uuid.UUID]) -> int:
+    """Transition 10 for claimed jobs that never reached their worker (a stream broke before delivery):
+    back to pending at once, lease and worker cleared, no retry used. Returns how many were released."""
+    if not job_ids:
+        return 0
+    async with core.db.tenant(org_id) as conn:
+        rows = await conn.fetch(Q.release_worker_jobs, org_id, worker_id, job_ids)
+    for r in rows:
+        core.bus.status_change(org_id, r["id"], r["queue_name"], "processing", "pending")
+    core.wakeups.notify_many(org_id, {r["queue_name"] for r in rows})
+    return len(rows)
+
+
+async def queue_stats(core: Core, principal: Principal, queue_name: str) -> dict[str, int]:
+    """Counts by status of one queue, `total`, and `max_age_ms` (age of the oldest pending job, 0 if none)."""
+    principal.require_queue(queue_name)
+    async with core.db.tenant(principal.org_id) as conn:
+        row = await conn.fetchrow(Q.queue_stats_with_age, principal.org_id, queue_name)
+    return {k: int(row[k]) for k in ("pending", "scheduled", "processing", "completed", "failed", "deadletter",
+                                      "total", "max_age_ms")}

@@ -61,6 +61,15 @@ class Quotas:
                        "upgrade_to": UPGRADE.get(limits.tier)},
             )
 
+    def uncapped_jobs(self, principal: Principal) -> bool:
+        """No daily, active-job or queue cap applies: job creation needs no quota check at all."""
+        limits = self.limits(principal)
+        return limits.max_jobs_per_day is None and limits.max_active_jobs is None and limits.max_queues is None
+
+    def note_created(self, principal: Principal, n: int) -> None:
+        """Count jobs created on an uncapped plan (reported as jobs_today; flushed once a second)."""
+        self._pending_counts[principal.org_id] += n
+
     async def reserve_jobs(self, conn: asyncpg.Connection, principal: Principal, n: int) -> None:
         """Charge `n` new jobs against jobs_per_day and check active_jobs, or raise QUOTA_EXCEEDED."""
         limits = self.limits(principal)

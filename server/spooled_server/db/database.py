@@ -55,6 +55,7 @@ class Database:
         self.database_url = database_url
         self.app_engine = self._engine(pool_size, "spooled_app", "spooled")
         self.maintenance_engine = self._engine(maintenance_pool_size, "spooled_maintenance", "spooled-maint")
+        self._hot_sql: dict[str, str] = {}
 
     def _engine(self, size: int, role: str, application_name: str) -> AsyncEngine:
         engine = create_async_engine(
@@ -110,6 +111,16 @@ class Database:
                 raise
             else:
                 await conn.execute("COMMIT")
+
+    async def hot(self, org_id: uuid.UUID, name: str, *args: Any) -> list[asyncpg.Record]:
+        """Run a hot named query (db/hot.py) for one organization: one statement, one round trip."""
+        sql = self._hot_sql.get(name)
+        if sql is None:
+            from .hot import call_sql
+
+            sql = self._hot_sql[name] = call_sql(name, len(args))
+        async with self._raw(self.app_engine) as conn:
+            return await conn.fetch(sql, org_id, *args)  # type: ignore[no-any-return]
 
     @asynccontextmanager
     async def maintenance(self, *, transaction: bool = True) -> AsyncIterator[Connection]:

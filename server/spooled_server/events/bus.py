@@ -1,43 +1,152 @@
 """The event bus: events are published after the transaction that caused them commits.
 
-This in-process bus serves local subscribers (realtime streams, webhooks, metrics). Cross-replica fan-out
-(Postgres NOTIFY, Redis) plugs in behind the same `publish` call.
+`publish(org_id, type, data)` is synchronous and never waits: it hands the event to in-process subscribers
+and to the cross-replica fan-out (Postgres NOTIFY or Redis, see `fanout.py`), which sends it later in
+batches from its own connection. Events arriving from other replicas reach only the *listeners* (the
+realtime hub), never the plain subscribers: side effects such as webhooks or metrics must run once, on the
+replica where the change happened.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from .fanout import Fanout
 
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[str, str, dict[str, Any]], None]
+
+# Envelope type (PascalCase) -> dotted name used by SSE `event:` lines and the `events` filter.
+EVENT_NAMES: dict[str, str] = {
+    "JobStatusChange": "job.status",
+    "JobCreated": "job.created",
+    "JobCompleted": "job.completed",
+    "JobFailed": "job.failed",
+    "JobProgress": "job.progress",
+    "QueueStats": "queue.stats",
+    "WorkerHeartbeat": "worker.heartbeat",
+    "WorkerRegistered": "worker.registered",
+    "WorkerDeregistered": "worker.deregistered",
+    "SystemHealth": "system.health",
+    "Ping": "ping",
+    "Error": "error",
+}
+NAME_ALIASES = {"job.status_changed": "job.status"}
+
+_ENCODER = msgspec.json.Encoder()
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def dotted_name(event_type: str) -> str:
+    """`JobStatusChange` -> `job.status`; unknown types pass through unchanged."""
+    return EVENT_NAMES.get(event_type, event_type)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+class Event:
+    """One published event: routing fields for filtering plus the envelope, encoded once and shared."""
+
+    __slots__ = ("_raw", "data", "id", "job_id", "name", "org_id", "queue", "type", "worker_id")
+
+    def __init__(self, event_id: str, org_id: str, event_type: str, *, data: dict[str, Any] | None = None,
+                 raw: bytes | None = None, queue: str | None = None, job_id: str | None = None,
+                 worker_id: str | None = None) -> None:
+        self.id = event_id
+        self.org_id = org_id
+        self.type = event_type
+        self.name = dotted_name(event_type)
+        self.data = data
+        self._raw = raw
+        self.queue = queue
+        self.job_id = job_id
+        self.worker_id = worker_id
+
+    @classmethod
+    def build(cls, event_id: str, org_id: str, event_type: str, data: dict[str, Any]) -> Event:
+        return cls(event_id, org_id, event_type, data=data, queue=_str_or_none(data.get("queue_name")),
+                   job_id=_str_or_none(data.get("job_id")), worker_id=_str_or_none(data.get("worker_id")))
+
+    @property
+    def raw(self) -> bytes:
+        """The envelope `{"type", "data", "timestamp"}` as one line of JSON."""
+        if self._raw is None:
+            data = self.data or {}
+            self._raw = _ENCODER.encode({"type": self.type, "data": data, "timestamp": data.get("timestamp")})
+        return self._raw
+
+
+def envelope(event_type: str, data: dict[str, Any] | None = None) -> bytes:
+    """A connection-local envelope (Ping, Error, SystemHealth, QueueStats): not published on the bus."""
+    body = dict(data or {})
+    stamp = body.setdefault("timestamp", now_iso())
+    return _ENCODER.encode({"type": event_type, "data": body, "timestamp": stamp})
+
+
 class EventBus:
     def __init__(self) -> None:
+        self.replica = uuid.uuid4().hex[:12]
         self._subscribers: list[Subscriber] = []
+        self._listeners: list[Callable[[Event], None]] = []
+        self._seq = itertools.count(1)
+        self.fanout: Fanout | None = None
 
     def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Events of this replica only, as `(org_id, type, data)`."""
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
 
+    def listen(self, fn: Callable[[Event], None]) -> Callable[[], None]:
+        """Every event, local or from another replica (the realtime hub)."""
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+
+    def next_id(self) -> str:
+        return f"{self.replica}-{next(self._seq)}"
+
     def publish(self, org_id: Any, event_type: str, data: dict[str, Any]) -> None:
         """Publish one event (PascalCase type, as in the realtime envelope) for an organization."""
-        if not self._subscribers:
+        fanout = self.fanout
+        if not self._subscribers and not self._listeners and fanout is None:
             return
         data.setdefault("timestamp", now_iso())
+        org = str(org_id)
         for fn in list(self._subscribers):
             try:
-                fn(str(org_id), event_type, data)
+                fn(org, event_type, data)
             except Exception:
                 log.exception("event subscriber failed")
+        if not self._listeners and (fanout is None or not fanout.wanted(org)):
+            return
+        event = Event.build(self.next_id(), org, event_type, data)
+        self._deliver(event)
+        if fanout is not None:
+            fanout.send(event)
+
+    def deliver_remote(self, event: Event) -> None:
+        """An event published by another replica."""
+        self._deliver(event)
+
+    def _deliver(self, event: Event) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(event)
+            except Exception:
+                log.exception("event listener failed")
 
     def status_change(self, org_id: Any, job_id: Any, queue: str, old: str, new: str) -> None:
         self.publish(org_id, "JobStatusChange",

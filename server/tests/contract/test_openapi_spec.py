@@ -112,6 +112,7 @@ CONTRACT_ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/api/v1/schedules/{id}/resume", "resume_schedule"),
     ("POST", "/api/v1/schedules/{id}/trigger", "trigger_schedule"),
     ("GET", "/api/v1/schedules/{id}/history", "get_schedule_history"),
+    ("GET", "/api/v1/schedules/preview", "preview_schedule"),
     # workflows
     ("POST", "/api/v1/workflows", "create_workflow"),
     ("GET", "/api/v1/workflows", "list_workflows"),

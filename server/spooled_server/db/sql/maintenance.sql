@@ -51,6 +51,29 @@ WITH cur AS (
     INSERT INTO job_history (organization_id, job_id, event_type, worker_id, details)
     SELECT organization_id, id, CASE WHEN will_retry THEN 'requeued' ELSE 'deadlettered' END, worker_id,
            jsonb_build_object('from', 'processing', 'to', status, 'error', $1::text) FROM upd
+), outbox AS (
+    -- Webhook deliveries as for a worker's fail (fail_job in jobs.sql), committed with the requeue.
+    INSERT INTO webhook_deliveries (id, organization_id, webhook_id, url, secret, event, payload)
+    SELECT d.id, d.organization_id, d.webhook_id, d.url, d.secret, d.event,
+           spooled_webhook_body(d.id, d.event, d.data)
+    FROM (SELECT gen_random_uuid() AS id, u.organization_id, t.webhook_id, t.url, t.secret, e.event, e.data
+          FROM upd u
+          CROSS JOIN LATERAL (VALUES
+              ('job.retried', u.will_retry, false,
+               jsonb_build_object('job_id', u.id, 'queue_name', u.queue_name, 'status', 'pending',
+                                  'retry_count', u.retry_count, 'manual', false)),
+              ('job.failed', NOT u.will_retry, true,
+               jsonb_build_object('job_id', u.id, 'queue_name', u.queue_name, 'status', 'deadletter',
+                                  'error', $1::text)),
+              ('job.deadlettered', NOT u.will_retry, false,
+               jsonb_build_object('job_id', u.id, 'queue_name', u.queue_name, 'status', 'deadletter',
+                                  'error', $1::text, 'retry_count', u.retry_count))
+          ) e(event, fires, callback, data)
+          CROSS JOIN LATERAL spooled_webhook_targets(
+              u.organization_id, e.event,
+              CASE WHEN e.callback AND u.completion_webhook IS NOT NULL THEN u.id END) t
+          WHERE e.fires
+          OFFSET 0) d
 )
 SELECT id, organization_id, queue_name, status, retry_count, will_retry, workflow_id, completion_webhook FROM upd
 

@@ -1,0 +1,597 @@
+"""AsyncSpooledWorker: the asyncio worker (handlers may be ``async def`` or plain functions)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import NetworkError, NonRetryableError, NotFoundError, RateLimitError, SpooledError
+from ._common import (
+    ClaimedJob,
+    EventEmitter,
+    Transport,
+    WorkerOptions,
+    already_finished,
+    error_text,
+    inband_error,
+    is_lease_lost,
+    log,
+    parse_time,
+    registration_fields,
+)
+
+if TYPE_CHECKING:
+    from .._client import AsyncSpooledClient
+    from ..grpc import AsyncProcessStream, AsyncSpooledGrpcClient
+
+
+class AsyncJobContext:
+    """What an async handler gets; ``await ctx.progress(...)``, ``ctx.cancel_event`` is an asyncio.Event."""
+
+    def __init__(self, job: ClaimedJob, worker: AsyncSpooledWorker) -> None:
+        self.job = job
+        self._worker = worker
+        self.cancel_event = asyncio.Event()
+        self.logger = logging.LoggerAdapter(log, {"job_id": job.id, "queue_name": job.queue_name})
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+    @property
+    def queue_name(self) -> str:
+        return self.job.queue_name
+
+    @property
+    def payload(self) -> Any:
+        return self.job.payload
+
+    @property
+    def retry_count(self) -> int:
+        return self.job.retry_count
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    @property
+    def max_retries(self) -> int:
+        return self.job.max_retries
+
+    @property
+    def worker_id(self) -> str:
+        return self._worker.worker_id
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    async def progress(self, percent: float, message: str | None = None) -> None:
+        await self._worker.client.jobs.progress(
+            self.job.id, percent, message, worker_id=self._worker.worker_id, lease_id=self.job.lease_id
+        )
+        await self._worker._emit("job:progress", self.job, percent, message)
+
+
+AsyncHandler = Callable[[AsyncJobContext], Awaitable[Any] | Any]
+
+
+class _AsyncBackend(Protocol):
+    long_polls: bool
+    registered: bool
+
+    async def open(self) -> None: ...
+    async def claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]: ...
+    async def complete(self, job: ClaimedJob, result: Any) -> None: ...
+    async def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None: ...
+    async def renew(self, job: ClaimedJob) -> None: ...
+    async def heartbeat(self, current_jobs: int, draining: bool) -> bool: ...
+    async def deregister(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class _AsyncRestBackend:
+    long_polls = True
+
+    def __init__(self, client: AsyncSpooledClient, options: WorkerOptions) -> None:
+        self.client = client
+        self.o = options
+        self.registered = False
+
+    async def open(self) -> None:
+        if self.o.register:
+            try:
+                await self.client.workers.register(registration_fields(self.o))
+                self.registered = True
+            except NotFoundError:
+                log.warning("server has no worker registry; running unregistered")
+
+    async def claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]:
+        response = await self.client.jobs.claim(
+            self.o.queue_name,
+            self.o.worker_id,
+            limit=limit,
+            lease_duration_secs=self.o.lease_duration_secs,
+            wait_secs=wait_secs or None,
+        )
+        return [
+            ClaimedJob(
+                id=j.id,
+                queue_name=j.queue_name,
+                payload=j.payload,
+                retry_count=j.retry_count,
+                max_retries=j.max_retries,
+                timeout_seconds=j.timeout_seconds,
+                lease_id=j.lease_id,
+                lease_expires_at=parse_time(j.lease_expires_at),
+            )
+            for j in response.jobs
+        ]
+
+    async def complete(self, job: ClaimedJob, result: Any) -> None:
+        await self.client.jobs.complete(
+            job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, result=result
+        )
+
+    async def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None:
+        response = await self.client.jobs.fail(
+            job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error
+        )
+        return bool(response.will_retry) if isinstance(response.will_retry, bool) else None
+
+    async def renew(self, job: ClaimedJob) -> None:
+        await self.client.jobs.heartbeat(
+            job.id,
+            worker_id=self.o.worker_id,
+            lease_id=job.lease_id,
+            lease_duration_secs=self.o.lease_duration_secs,
+        )
+
+    async def heartbeat(self, current_jobs: int, draining: bool) -> bool:
+        if not self.registered:
+            return False
+        status = "draining" if draining else "healthy"
+        response = await self.client.workers.heartbeat(
+            self.o.worker_id, current_jobs=current_jobs, status=status
+        )
+        return bool(response.should_drain)
+
+    async def deregister(self) -> None:
+        if self.registered:
+            await self.client.workers.deregister(self.o.worker_id)
+            self.registered = False
+
+    async def close(self) -> None:
+        pass
+
+
+class _AsyncGrpcBackend:
+    long_polls = False
+
+    def __init__(self, client: AsyncSpooledClient, options: WorkerOptions) -> None:
+        self.o = options
+        self.grpc: AsyncSpooledGrpcClient = client.grpc
+        self.stream: AsyncProcessStream | None = None
+        self.registered = False
+
+    async def open(self) -> None:
+        if self.o.register:
+            fields = registration_fields(self.o)
+            fields["metadata"] = {k: str(v) for k, v in fields["metadata"].items()}
+            await self.grpc.register(**fields)
+            self.registered = True
+        self._stream()
+
+    def _stream(self) -> AsyncProcessStream:
+        if self.stream is None or self.stream.closed:
+            self.stream = self.grpc.process_jobs()
+        return self.stream
+
+    async def _send(self, request: Any) -> Any:
+        response = await self._stream().send(request)
+        if response.WhichOneof("response") == "error":
+            raise inband_error(response.error.code, response.error.message)
+        return response
+
+    async def claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]:
+        from ..grpc import from_struct, pb
+
+        request = pb.ProcessRequest(
+            dequeue=pb.DequeueRequest(
+                queue_name=self.o.queue_name,
+                worker_id=self.o.worker_id,
+                batch_size=limit,
+                lease_duration_secs=self.o.lease_duration_secs,
+                batch_response=True,
+            )
+        )
+        response = await self._send(request)
+        jobs = response.job_batch.jobs if response.WhichOneof("response") == "job_batch" else [response.job]
+        return [
+            ClaimedJob(
+                id=j.id,
+                queue_name=j.queue_name,
+                payload=from_struct(j.payload),
+                retry_count=j.retry_count,
+                max_retries=j.max_retries,
+                timeout_seconds=j.timeout_seconds,
+                lease_id=j.lease_id,
+                lease_expires_at=j.lease_expires_at.ToDatetime() if j.HasField("lease_expires_at") else None,
+            )
+            for j in jobs
+        ]
+
+    async def complete(self, job: ClaimedJob, result: Any) -> None:
+        from ..grpc import pb, to_struct
+
+        request = pb.CompleteRequest(job_id=job.id, worker_id=self.o.worker_id, lease_id=job.lease_id)
+        if result is not None:
+            request.result.CopyFrom(to_struct(result))
+        try:
+            await self._send(pb.ProcessRequest(complete=request))
+        except NetworkError:
+            await self.grpc.complete(job.id, self.o.worker_id, job.lease_id, result)
+
+    async def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None:
+        from ..grpc import pb
+
+        request = pb.FailRequest(
+            job_id=job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error, retry=retry
+        )
+        try:
+            return bool((await self._send(pb.ProcessRequest(fail=request))).fail.will_retry)
+        except NetworkError:
+            response = await self.grpc.fail(job.id, self.o.worker_id, job.lease_id, error, retry=retry)
+            return bool(response.will_retry)
+
+    async def renew(self, job: ClaimedJob) -> None:
+        from ..grpc import pb
+
+        request = pb.RenewLeaseRequest(
+            job_id=job.id,
+            worker_id=self.o.worker_id,
+            lease_id=job.lease_id,
+            extension_secs=self.o.lease_duration_secs,
+        )
+        try:
+            await self._send(pb.ProcessRequest(renew_lease=request))
+        except NetworkError:
+            await self.grpc.renew_lease(job.id, self.o.worker_id, job.lease_id, self.o.lease_duration_secs)
+
+    async def heartbeat(self, current_jobs: int, draining: bool) -> bool:
+        if not self.registered:
+            return False
+        status = "draining" if draining else "healthy"
+        response = await self.grpc.heartbeat(self.o.worker_id, current_jobs=current_jobs, status=status)
+        return bool(response.should_drain)
+
+    async def deregister(self) -> None:
+        if self.registered:
+            await self.grpc.deregister(self.o.worker_id)
+            self.registered = False
+
+    async def close(self) -> None:
+        if self.stream is not None:
+            await self.stream.close()
+            self.stream = None
+
+
+@dataclass
+class _AsyncRunning:
+    job: ClaimedJob
+    ctx: AsyncJobContext
+    next_renewal: float
+    task: asyncio.Task[None] | None = None
+    lost: bool = False
+    settling: bool = False
+    abandoned: bool = False
+
+
+class AsyncSpooledWorker:
+    """The asyncio twin of :class:`~spooled.worker.SpooledWorker`: ``await worker.start()`` runs until
+    ``stop()``, SIGINT or SIGTERM. Async handlers run as tasks on the loop; plain functions run in the
+    default thread pool."""
+
+    def __init__(
+        self,
+        client: AsyncSpooledClient,
+        queue_name: str | None = None,
+        *,
+        concurrency: int = 5,
+        transport: Transport = "rest",
+        handler: AsyncHandler | None = None,
+        options: Mapping[str, Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        merged: dict[str, Any] = {
+            "concurrency": concurrency,
+            "transport": transport,
+            **(options or {}),
+            **settings,
+        }
+        if queue_name is not None:
+            merged["queue_name"] = queue_name
+        if "queue_name" not in merged:
+            raise ValueError("queue_name is required")
+        self.options = WorkerOptions(**merged)
+        self.client = client
+        self.events = EventEmitter()
+        self._handler = handler
+        self._backend: _AsyncBackend = (
+            _AsyncGrpcBackend(client, self.options)
+            if self.options.transport == "grpc"
+            else _AsyncRestBackend(client, self.options)
+        )
+        self._running: dict[str, _AsyncRunning] = {}
+        self._slot_free: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
+        self._stopped: asyncio.Event | None = None
+        self._force = False
+        self._stop_reason = ""
+        self._started = False
+
+    @property
+    def worker_id(self) -> str:
+        return self.options.worker_id
+
+    @property
+    def active_jobs(self) -> int:
+        return len(self._running)
+
+    def process(self, handler: AsyncHandler) -> AsyncHandler:
+        self._handler = handler
+        return handler
+
+    def on(self, event: str, listener: Callable[..., Any] | None = None) -> Any:
+        return self.events.on(event, listener)
+
+    async def _emit(self, event: str, *args: Any) -> None:
+        for listener, call_args in self.events.calls(event, args):
+            try:
+                outcome = listener(*call_args)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:
+                log.exception("worker event listener for %s failed", event)
+
+    async def start(self) -> None:
+        """Run until stopped. Installs SIGINT/SIGTERM handlers on the running loop (when allowed)."""
+        if self._handler is None:
+            raise RuntimeError("no handler: decorate a function with @worker.process first")
+        if self._started:
+            raise RuntimeError("worker already started")
+        self._started = True
+        self._slot_free = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        installed = self._install_signals()
+        keeper: asyncio.Task[None] | None = None
+        try:
+            await self._backend.open()
+            await self._emit("started", self.worker_id)
+            keeper = asyncio.create_task(self._keep_leases())
+            await self._claim_loop()
+        finally:
+            self._stopping.set()
+            await self._emit("stopping", self._stop_reason)
+            await self._shutdown()
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+            self._remove_signals(installed)
+            self._stopped.set()
+            await self._emit("stopped")
+
+    run = start
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (returns at once; ``await worker.wait()`` for the end)."""
+        self._request_stop("stop() called")
+
+    async def wait(self) -> None:
+        if self._stopped is not None:
+            await self._stopped.wait()
+
+    def _request_stop(self, reason: str) -> None:
+        if self._stopping is not None and not self._stopping.is_set():
+            self._stop_reason = reason
+            self._stopping.set()
+            assert self._slot_free is not None
+            self._slot_free.set()
+
+    def _install_signals(self) -> list[int]:
+        if not self.options.install_signal_handlers:
+            return []
+        loop = asyncio.get_running_loop()
+        installed: list[int] = []
+
+        def handle(sig: signal.Signals) -> None:
+            if self._stopping is not None and self._stopping.is_set():
+                self._force = True
+            self._request_stop(f"signal {sig.name}")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, handle, sig)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or no support
+                pass
+        return installed
+
+    @staticmethod
+    def _remove_signals(installed: list[int]) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        assert self._stopping is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _claim_loop(self) -> None:
+        assert self._stopping is not None and self._slot_free is not None
+        idle_backoff = 0.0
+        error_backoff = 0.0
+        while not self._stopping.is_set():
+            while len(self._running) >= self.options.concurrency and not self._stopping.is_set():
+                self._slot_free.clear()
+                await self._slot_free.wait()
+            if self._stopping.is_set():
+                return
+            free = self.options.concurrency - len(self._running)
+            claim = asyncio.create_task(
+                self._backend.claim(min(free, self.options.batch_size), self.options.claim_wait_secs)
+            )
+            stop_wait = asyncio.create_task(self._stopping.wait())
+            await asyncio.wait({claim, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            if not claim.done():
+                # Stopping during a long poll: let it land (anything it claims is released at shutdown).
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(claim), self.options.claim_wait_secs + 5)
+            try:
+                jobs = claim.result() if claim.done() else []
+                error_backoff = 0.0
+            except SpooledError as exc:
+                await self._emit("error", exc)
+                delay = exc.retry_after if isinstance(exc, RateLimitError) and exc.retry_after else None
+                error_backoff = min(max(error_backoff * 2, 0.5), 10.0)
+                await self._sleep_unless_stopping(delay or error_backoff)
+                continue
+            for job in jobs:
+                await self._start_job(job)
+            if jobs:
+                idle_backoff = 0.0
+            elif not self._backend.long_polls:
+                idle_backoff = min(max(idle_backoff * 2, 0.005), 0.25)
+                await self._sleep_unless_stopping(idle_backoff)
+
+    async def _start_job(self, job: ClaimedJob) -> None:
+        running = _AsyncRunning(
+            job=job,
+            ctx=AsyncJobContext(job, self),
+            next_renewal=time.monotonic() + self.options.heartbeat_interval,
+        )
+        self._running[job.id] = running
+        await self._emit("job:claimed", job)
+        running.task = asyncio.create_task(self._execute(running))
+
+    async def _execute(self, running: _AsyncRunning) -> None:
+        job, ctx = running.job, running.ctx
+        assert self._handler is not None and self._slot_free is not None
+        await self._emit("job:started", job)
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            if inspect.iscoroutinefunction(self._handler):
+                result = await self._handler(ctx)
+            else:
+                result = await asyncio.to_thread(self._handler, ctx)
+                if inspect.isawaitable(result):
+                    result = await result
+        except asyncio.CancelledError:
+            if not running.abandoned:
+                raise
+            return
+        except Exception as exc:
+            error = exc
+        try:
+            await self._settle(running, result, error)
+        finally:
+            self._running.pop(job.id, None)
+            self._slot_free.set()
+
+    async def _settle(self, running: _AsyncRunning, result: Any, error: BaseException | None) -> None:
+        job = running.job
+        if running.lost or running.abandoned:
+            return
+        running.settling = True
+        try:
+            if error is None:
+                await self._backend.complete(job, result)
+                await self._emit("job:completed", job, result)
+            else:
+                will_retry = await self._backend.fail(
+                    job, error_text(error), not isinstance(error, NonRetryableError)
+                )
+                await self._emit("job:failed", job, error, will_retry)
+        except SpooledError as exc:
+            if already_finished(exc):
+                if error is None:
+                    await self._emit("job:completed", job, result)
+                else:
+                    await self._emit("job:failed", job, error, None)
+            elif is_lease_lost(exc):
+                running.lost = True
+                running.ctx.cancel_event.set()
+                await self._emit("job:lease_lost", job, exc)
+            else:
+                await self._emit("error", exc)
+
+    async def _renew(self, running: _AsyncRunning) -> None:
+        try:
+            await self._backend.renew(running.job)
+            running.next_renewal = time.monotonic() + self.options.heartbeat_interval
+        except SpooledError as exc:
+            if running.settling:
+                return
+            if is_lease_lost(exc):
+                running.lost = True
+                running.ctx.cancel_event.set()
+                await self._emit("job:lease_lost", running.job, exc)
+            else:
+                running.next_renewal = time.monotonic() + 1.0
+                await self._emit("error", exc)
+
+    async def _keep_leases(self) -> None:
+        assert self._stopping is not None
+        next_worker_beat = time.monotonic() + self.options.worker_heartbeat_interval
+        tick = min(1.0, self.options.heartbeat_interval / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            due = [
+                r
+                for r in self._running.values()
+                if r.next_renewal <= now and not (r.settling or r.lost or r.abandoned)
+            ]
+            if due:
+                await asyncio.gather(*(self._renew(r) for r in due))
+            if now >= next_worker_beat and not self._stopping.is_set():
+                next_worker_beat = now + self.options.worker_heartbeat_interval
+                try:
+                    if await self._backend.heartbeat(len(self._running), False):
+                        self._request_stop("server asked the worker to drain")
+                except SpooledError as exc:
+                    await self._emit("error", exc)
+
+    async def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.options.shutdown_timeout
+        while self._running and not self._force and time.monotonic() < deadline:
+            tasks = [r.task for r in self._running.values() if r.task is not None]
+            if not tasks:
+                break
+            await asyncio.wait(tasks, timeout=min(0.2, max(0.0, deadline - time.monotonic())))
+        leftovers = [r for r in self._running.values() if not r.settling]
+        for running in leftovers:
+            running.abandoned = True
+            running.ctx.cancel_event.set()
+            if running.task is not None:
+                running.task.cancel()
+        try:
+            await self._backend.deregister()
+            for running in leftovers:
+                await self._emit("job:released", running.job)
+        except SpooledError as exc:
+            await self._emit("error", exc)
+        finally:
+            await self._backend.close()

@@ -1,0 +1,611 @@
+"""SpooledWorker: a blocking worker that runs handlers on a thread pool."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..errors import NetworkError, NonRetryableError, NotFoundError, RateLimitError, SpooledError
+from ._common import (
+    ClaimedJob,
+    EventEmitter,
+    Transport,
+    WorkerOptions,
+    already_finished,
+    error_text,
+    inband_error,
+    is_lease_lost,
+    log,
+    parse_time,
+    registration_fields,
+)
+
+if TYPE_CHECKING:
+    from .._client import SpooledClient
+    from ..grpc import ProcessStream, SpooledGrpcClient
+
+
+class JobContext:
+    """What a handler gets: the job, a cancellation signal, progress reporting and a logger."""
+
+    def __init__(self, job: ClaimedJob, worker: SpooledWorker) -> None:
+        self.job = job
+        self._worker = worker
+        self.cancel_event = threading.Event()
+        self.logger = logging.LoggerAdapter(log, {"job_id": job.id, "queue_name": job.queue_name})
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+    @property
+    def queue_name(self) -> str:
+        return self.job.queue_name
+
+    @property
+    def payload(self) -> Any:
+        return self.job.payload
+
+    @property
+    def retry_count(self) -> int:
+        return self.job.retry_count
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+    @property
+    def max_retries(self) -> int:
+        return self.job.max_retries
+
+    @property
+    def worker_id(self) -> str:
+        return self._worker.worker_id
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the lease was lost or shutdown gave up waiting: stop work, the result is dropped."""
+        return self.cancel_event.is_set()
+
+    def progress(self, percent: float, message: str | None = None) -> None:
+        """Report progress (0..100); visible on the job and sent as a realtime ``job.progress`` event."""
+        self._worker.client.jobs.progress(
+            self.job.id, percent, message, worker_id=self._worker.worker_id, lease_id=self.job.lease_id
+        )
+        self._worker._emit("job:progress", self.job, percent, message)
+
+
+Handler = Callable[[JobContext], Any]
+
+
+class _Backend(Protocol):
+    long_polls: bool
+    registered: bool
+
+    def open(self) -> None: ...
+    def claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]: ...
+    def complete(self, job: ClaimedJob, result: Any) -> None: ...
+    def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None: ...
+    def renew(self, job: ClaimedJob) -> None: ...
+    def heartbeat(self, current_jobs: int, draining: bool) -> bool: ...
+    def deregister(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class _RestBackend:
+    long_polls = True
+
+    def __init__(self, client: SpooledClient, options: WorkerOptions) -> None:
+        self.client = client
+        self.o = options
+        self.registered = False
+
+    def open(self) -> None:
+        if self.o.register:
+            try:
+                self.client.workers.register(registration_fields(self.o))
+                self.registered = True
+            except NotFoundError:
+                log.warning("server has no worker registry; running unregistered")
+
+    def claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]:
+        response = self.client.jobs.claim(
+            self.o.queue_name,
+            self.o.worker_id,
+            limit=limit,
+            lease_duration_secs=self.o.lease_duration_secs,
+            wait_secs=wait_secs or None,
+        )
+        return [
+            ClaimedJob(
+                id=j.id,
+                queue_name=j.queue_name,
+                payload=j.payload,
+                retry_count=j.retry_count,
+                max_retries=j.max_retries,
+                timeout_seconds=j.timeout_seconds,
+                lease_id=j.lease_id,
+                lease_expires_at=parse_time(j.lease_expires_at),
+            )
+            for j in response.jobs
+        ]
+
+    def complete(self, job: ClaimedJob, result: Any) -> None:
+        self.client.jobs.complete(job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, result=result)
+
+    def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None:
+        # REST has no "do not retry" flag: the server's retry policy decides.
+        response = self.client.jobs.fail(
+            job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error
+        )
+        return bool(response.will_retry) if isinstance(response.will_retry, bool) else None
+
+    def renew(self, job: ClaimedJob) -> None:
+        self.client.jobs.heartbeat(
+            job.id,
+            worker_id=self.o.worker_id,
+            lease_id=job.lease_id,
+            lease_duration_secs=self.o.lease_duration_secs,
+        )
+
+    def heartbeat(self, current_jobs: int, draining: bool) -> bool:
+        if not self.registered:
+            return False
+        status = "draining" if draining else "healthy"
+        response = self.client.workers.heartbeat(self.o.worker_id, current_jobs=current_jobs, status=status)
+        return bool(response.should_drain)
+
+    def deregister(self) -> None:
+        if self.registered:
+            self.client.workers.deregister(self.o.worker_id)
+            self.registered = False
+
+    def close(self) -> None:
+        pass
+
+
+class _GrpcBackend:
+    """Claims and settlements over one ProcessJobs stream (batched replies); registry over WorkerService."""
+
+    long_polls = False
+
+    def __init__(self, client: SpooledClient, options: WorkerOptions) -> None:
+        self.o = options
+        self.grpc: SpooledGrpcClient = client.grpc
+        self.stream: ProcessStream | None = None
+        self.registered = False
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        if self.o.register:
+            fields = registration_fields(self.o)
+            fields["metadata"] = {k: str(v) for k, v in fields["metadata"].items()}
+            self.grpc.register(**fields)
+            self.registered = True
+        self._stream()
+
+    def _stream(self) -> ProcessStream:
+        with self._lock:
+            if self.stream is None or self.stream.closed:
+                self.stream = self.grpc.process_jobs()
+            return self.stream
+
+    def _send(self, request: Any) -> Any:
+        response = self._stream().send(request).result()
+        if response.WhichOneof("response") == "error":
+            raise inband_error(response.error.code, response.error.message)
+        return response
+
+    def claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]:
+        from ..grpc import from_struct, pb
+
+        request = pb.ProcessRequest(
+            dequeue=pb.DequeueRequest(
+                queue_name=self.o.queue_name,
+                worker_id=self.o.worker_id,
+                batch_size=limit,
+                lease_duration_secs=self.o.lease_duration_secs,
+                batch_response=True,
+            )
+        )
+        response = self._send(request)
+        jobs = response.job_batch.jobs if response.WhichOneof("response") == "job_batch" else [response.job]
+        return [
+            ClaimedJob(
+                id=j.id,
+                queue_name=j.queue_name,
+                payload=from_struct(j.payload),
+                retry_count=j.retry_count,
+                max_retries=j.max_retries,
+                timeout_seconds=j.timeout_seconds,
+                lease_id=j.lease_id,
+                lease_expires_at=j.lease_expires_at.ToDatetime() if j.HasField("lease_expires_at") else None,
+            )
+            for j in jobs
+        ]
+
+    def complete(self, job: ClaimedJob, result: Any) -> None:
+        from ..grpc import pb, to_struct
+
+        request = pb.CompleteRequest(job_id=job.id, worker_id=self.o.worker_id, lease_id=job.lease_id)
+        if result is not None:
+            request.result.CopyFrom(to_struct(result))
+        try:
+            self._send(pb.ProcessRequest(complete=request))
+        except NetworkError:
+            self.grpc.complete(job.id, self.o.worker_id, job.lease_id, result)  # the stream broke: unary
+
+    def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None:
+        from ..grpc import pb
+
+        request = pb.FailRequest(
+            job_id=job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error, retry=retry
+        )
+        try:
+            return bool(self._send(pb.ProcessRequest(fail=request)).fail.will_retry)
+        except NetworkError:
+            return bool(self.grpc.fail(job.id, self.o.worker_id, job.lease_id, error, retry=retry).will_retry)
+
+    def renew(self, job: ClaimedJob) -> None:
+        from ..grpc import pb
+
+        request = pb.RenewLeaseRequest(
+            job_id=job.id,
+            worker_id=self.o.worker_id,
+            lease_id=job.lease_id,
+            extension_secs=self.o.lease_duration_secs,
+        )
+        try:
+            self._send(pb.ProcessRequest(renew_lease=request))
+        except NetworkError:
+            self.grpc.renew_lease(job.id, self.o.worker_id, job.lease_id, self.o.lease_duration_secs)
+
+    def heartbeat(self, current_jobs: int, draining: bool) -> bool:
+        if not self.registered:
+            return False
+        status = "draining" if draining else "healthy"
+        return bool(
+            self.grpc.heartbeat(self.o.worker_id, current_jobs=current_jobs, status=status).should_drain
+        )
+
+    def deregister(self) -> None:
+        if self.registered:
+            self.grpc.deregister(self.o.worker_id)
+            self.registered = False
+
+    def close(self) -> None:
+        with self._lock:
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None
+
+
+@dataclass
+class _Running:
+    job: ClaimedJob
+    ctx: JobContext
+    next_renewal: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    lost: bool = False
+    settling: bool = False
+    abandoned: bool = False
+
+
+class SpooledWorker:
+    """Claims jobs from one queue and runs ``handler(ctx)`` for each, up to ``concurrency`` at once.
+
+    A handler's return value completes the job (it is stored as the job's result); an exception fails it
+    (retried by the queue's policy; :class:`~spooled.NonRetryableError` dead-letters it at once over
+    gRPC). Leases are renewed in the background at about half the lease. If a lease is lost anyway,
+    ``ctx.cancelled`` turns true and the handler's outcome is dropped: the job is never settled twice.
+
+    ``start()`` blocks until ``stop()``, SIGINT or SIGTERM: the worker then stops claiming, waits up to
+    ``shutdown_timeout`` seconds for running handlers, hands back the rest (deregistering releases them
+    without using a retry) and returns.
+    """
+
+    def __init__(
+        self,
+        client: SpooledClient,
+        queue_name: str | None = None,
+        *,
+        concurrency: int = 5,
+        transport: Transport = "rest",
+        handler: Handler | None = None,
+        options: Mapping[str, Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        merged: dict[str, Any] = {
+            "concurrency": concurrency,
+            "transport": transport,
+            **(options or {}),
+            **settings,
+        }
+        if queue_name is not None:
+            merged["queue_name"] = queue_name
+        if "queue_name" not in merged:
+            raise ValueError("queue_name is required")
+        self.options = WorkerOptions(**merged)
+        self.client = client
+        self.events = EventEmitter()
+        self._handler = handler
+        self._backend: _Backend = (
+            _GrpcBackend(client, self.options)
+            if self.options.transport == "grpc"
+            else _RestBackend(client, self.options)
+        )
+        self._running: dict[str, _Running] = {}
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._force = False
+        self._pool: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+        self._stop_reason = ""
+
+    @property
+    def worker_id(self) -> str:
+        return self.options.worker_id
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and not self._stopped.is_set()
+
+    @property
+    def active_jobs(self) -> int:
+        with self._cond:
+            return len(self._running)
+
+    def process(self, handler: Handler) -> Handler:
+        """Register the job handler (usable as a decorator)."""
+        self._handler = handler
+        return handler
+
+    def on(self, event: str, listener: Callable[..., Any] | None = None) -> Any:
+        """Listen to a lifecycle event (see ``spooled.worker.EVENTS``); usable as a decorator."""
+        return self.events.on(event, listener)
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for listener, call_args in self.events.calls(event, args):
+            try:
+                listener(*call_args)
+            except Exception:
+                log.exception("worker event listener for %s failed", event)
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self, *, block: bool = True) -> None:
+        """Run the worker. Blocks until it stops unless ``block=False`` (then it runs in a thread)."""
+        if self._handler is None:
+            raise RuntimeError("no handler: decorate a function with @worker.process first")
+        if self._thread is not None:
+            raise RuntimeError("worker already started")
+        previous = self._install_signals() if block else {}
+        self._thread = threading.Thread(
+            target=self._main, name=f"spooled-worker-{self.worker_id}", daemon=True
+        )
+        self._thread.start()
+        if block:
+            try:
+                while not self._stopped.wait(0.2):
+                    pass
+            finally:
+                self._restore_signals(previous)
+            if self._failure is not None:
+                raise self._failure
+
+    run = start
+
+    def stop(self, *, wait: bool = True, timeout: float | None = None) -> None:
+        """Graceful stop: stop claiming, let running handlers finish (``shutdown_timeout``), release the
+        rest, deregister. Safe from any thread and from signal handlers (``wait=False``)."""
+        self._request_stop("stop() called")
+        if wait and self._thread is not None and threading.current_thread() is not self._thread:
+            self._stopped.wait(timeout)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def _request_stop(self, reason: str) -> None:
+        if not self._stopping.is_set():
+            self._stop_reason = reason
+            self._stopping.set()
+            with self._cond:
+                self._cond.notify_all()
+
+    def _install_signals(self) -> dict[int, Any]:
+        if (
+            not self.options.install_signal_handlers
+            or threading.current_thread() is not threading.main_thread()
+        ):
+            return {}
+        previous: dict[int, Any] = {}
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            if self._stopping.is_set():
+                self._force = True  # a second signal: stop waiting for handlers
+                with self._cond:
+                    self._cond.notify_all()
+            self._request_stop(f"signal {signal.Signals(signum).name}")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handle)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    _failure: BaseException | None = None
+
+    def _main(self) -> None:
+        self._pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="spooled-job")
+        keeper = threading.Thread(target=self._keep_leases, name="spooled-heartbeat", daemon=True)
+        try:
+            self._backend.open()
+            self._emit("started", self.worker_id)
+            keeper.start()
+            self._claim_loop()
+        except BaseException as exc:
+            self._failure = exc
+            self._emit("error", exc)
+        finally:
+            self._stopping.set()
+            self._emit("stopping", self._stop_reason)
+            self._shutdown()
+            if keeper.is_alive():
+                keeper.join(timeout=5)
+            self._stopped.set()
+            self._emit("stopped")
+
+    def _claim_loop(self) -> None:
+        idle_backoff = 0.0
+        error_backoff = 0.0
+        while not self._stopping.is_set():
+            with self._cond:
+                while len(self._running) >= self.options.concurrency and not self._stopping.is_set():
+                    self._cond.wait()
+                free = self.options.concurrency - len(self._running)
+            if self._stopping.is_set():
+                return
+            try:
+                jobs = self._backend.claim(min(free, self.options.batch_size), self.options.claim_wait_secs)
+                error_backoff = 0.0
+            except SpooledError as exc:
+                self._emit("error", exc)
+                delay = exc.retry_after if isinstance(exc, RateLimitError) and exc.retry_after else None
+                error_backoff = min(max(error_backoff * 2, 0.5), 10.0)
+                self._stopping.wait(delay or error_backoff)
+                continue
+            for job in jobs:
+                self._start_job(job)
+            if jobs:
+                idle_backoff = 0.0
+            elif not self._backend.long_polls:
+                # ProcessJobs answers at once; poll again with a growing pause, capped low for latency.
+                idle_backoff = min(max(idle_backoff * 2, 0.005), 0.25)
+                self._stopping.wait(idle_backoff)
+
+    def _start_job(self, job: ClaimedJob) -> None:
+        running = _Running(
+            job=job,
+            ctx=JobContext(job, self),
+            next_renewal=time.monotonic() + self.options.heartbeat_interval,
+        )
+        with self._cond:
+            self._running[job.id] = running
+        self._emit("job:claimed", job)
+        assert self._pool is not None
+        self._pool.submit(self._execute, running)
+
+    def _execute(self, running: _Running) -> None:
+        job, ctx = running.job, running.ctx
+        assert self._handler is not None
+        self._emit("job:started", job)
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            result = self._handler(ctx)
+        except Exception as exc:
+            error = exc
+        try:
+            self._settle(running, result, error)
+        finally:
+            with self._cond:
+                self._running.pop(job.id, None)
+                self._cond.notify_all()
+
+    def _settle(self, running: _Running, result: Any, error: BaseException | None) -> None:
+        job = running.job
+        with running.lock:
+            if running.lost or running.abandoned:
+                return  # someone else owns the job now; settling would be refused anyway
+            running.settling = True
+        try:
+            if error is None:
+                self._backend.complete(job, result)
+                self._emit("job:completed", job, result)
+            else:
+                will_retry = self._backend.fail(
+                    job, error_text(error), not isinstance(error, NonRetryableError)
+                )
+                self._emit("job:failed", job, error, will_retry)
+        except SpooledError as exc:
+            if already_finished(exc):
+                if error is None:
+                    self._emit("job:completed", job, result)
+                else:
+                    self._emit("job:failed", job, error, None)
+            elif is_lease_lost(exc):
+                running.lost = True
+                running.ctx.cancel_event.set()
+                self._emit("job:lease_lost", job, exc)
+            else:
+                self._emit("error", exc)
+
+    def _keep_leases(self) -> None:
+        """Renews leases of running jobs; sends worker heartbeats (which may ask the worker to drain)."""
+        next_worker_beat = time.monotonic() + self.options.worker_heartbeat_interval
+        tick = min(1.0, self.options.heartbeat_interval / 4)
+        while not self._stopped.wait(tick):
+            now = time.monotonic()
+            with self._cond:
+                due = [r for r in self._running.values() if r.next_renewal <= now]
+            for running in due:
+                with running.lock:
+                    if running.settling or running.lost or running.abandoned:
+                        continue
+                try:
+                    self._backend.renew(running.job)
+                    running.next_renewal = time.monotonic() + self.options.heartbeat_interval
+                except SpooledError as exc:
+                    if is_lease_lost(exc):
+                        with running.lock:
+                            if running.settling:
+                                continue
+                            running.lost = True
+                        running.ctx.cancel_event.set()
+                        self._emit("job:lease_lost", running.job, exc)
+                    else:
+                        running.next_renewal = time.monotonic() + 1.0
+                        self._emit("error", exc)
+            if now >= next_worker_beat and not self._stopping.is_set():
+                next_worker_beat = now + self.options.worker_heartbeat_interval
+                try:
+                    if self._backend.heartbeat(self.active_jobs, self._stopping.is_set()):
+                        self._request_stop("server asked the worker to drain")
+                except SpooledError as exc:
+                    self._emit("error", exc)
+
+    def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.options.shutdown_timeout
+        with self._cond:
+            while self._running and not self._force and time.monotonic() < deadline:
+                self._cond.wait(min(0.2, max(0.0, deadline - time.monotonic())))
+            leftovers = list(self._running.values())
+        for running in leftovers:
+            with running.lock:
+                if not running.settling:
+                    running.abandoned = True
+            if running.abandoned:
+                running.ctx.cancel_event.set()
+        try:
+            # Deregistering hands every job still leased to this worker back to pending, retry count intact.
+            self._backend.deregister()
+            for running in leftovers:
+                if running.abandoned:
+                    self._emit("job:released", running.job)
+        except SpooledError as exc:
+            self._emit("error", exc)
+        finally:
+            self._backend.close()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,374 @@
+"""The two worker streams: StreamJobs (server push) and ProcessJobs (bidirectional), grpc.md §3–§4.
+
+ProcessJobs keeps three activities apart so that none waits for another needlessly:
+- a reader takes requests off the wire as they arrive (bounded read-ahead, so a flooding client is slowed by
+  HTTP/2 flow control rather than growing our memory);
+- the handler takes *everything that has arrived* as one group and works through it in order; completions
+  and failures are gathered and applied in one statement per kind (a batch keeps per-job fencing: each row
+  is guarded by its own worker and lease), flushed before any dequeue or renew so effects keep their order;
+- a writer sends the replies, one per request and in request order, while the handler is already busy
+  with the next group's database work.
+Jobs claimed for a reply that was never written go back to pending as soon as the stream ends, whatever the
+reason (client cancel, transport error, deadline, server shutdown).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import uuid
+from collections import deque
+from typing import Any
+
+import grpc
+
+from ..core import jobs
+from ..core.auth import Principal
+from ..core.errors import RateLimited, SpooledError
+from . import convert
+from . import runtime as r
+from ._generated import spooled_pb2 as pb
+from .runtime import Runtime
+from .status import SHUTTING_DOWN, in_band, to_status
+
+log = logging.getLogger("spooled_server.grpc")
+
+MAX_GROUP = 1000  # requests handled together
+MAX_READ_AHEAD = 2000  # requests buffered before the reader stops reading
+MAX_REPLY_GROUPS = 4  # groups of replies waiting for the writer before the handler waits
+SHUTDOWN_FLUSH_SECS = 2.0
+
+_NO_JOBS = pb.ProcessResponse(error=pb.ErrorResponse(code="NO_JOBS", message="No jobs available"))
+_INVALID_REQUEST = pb.ProcessResponse(
+    error=pb.ErrorResponse(code="INVALID_REQUEST", message="No request member (dequeue, complete, fail, "
+                                                           "renew_lease) is set"))
+_COMPLETED = pb.ProcessResponse(complete=pb.CompleteResponse(success=True))
+
+
+async def _end(context: grpc.aio.ServicerContext, exc: BaseException, rt: Runtime) -> None:
+    status = to_status(exc, hard_payload_cap=rt.hard_payload_cap)
+    await context.abort(status.code, status.message, trailing_metadata=status.trailers)
+
+
+# --- StreamJobs -------------------------------------------------------------------------------------------
+
+
+class _Wakeable:
+    """A stream's handle for shutdown: wake() interrupts whatever it waits for."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    def wake(self) -> None:
+        self.event.set()
+
+
+async def stream_jobs(rt: Runtime, request: pb.StreamJobsRequest, context: grpc.aio.ServicerContext) -> None:
+    core = rt.core
+    try:
+        principal, key = await rt.authenticate(context.invocation_metadata())
+        queue = r.queue_name(request.queue_name)
+        worker = r.required(request.worker_id, "worker_id")
+        lease = r.lease_secs(request.lease_duration_secs)
+        principal.require_queue(queue)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        await _end(context, exc, rt)
+        return
+    if rt.closing:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+    poll = float(max(1, core.settings.worker_fallback_poll_interval_secs))
+    handle = _Wakeable()
+    rt.sessions.add(handle)
+    stop = asyncio.ensure_future(handle.event.wait())
+    waiter: asyncio.Task[bool] | None = None
+    unwritten: list[uuid.UUID] = []  # at most one job: claimed, not yet accepted by the transport
+    failure: BaseException | None = None
+    try:
+        while not rt.closing:
+            try:
+                principal = await rt.principal_for(key)
+                principal.require_queue(queue)
+            except SpooledError as exc:  # revoked, expired, or the scope changed under an open stream
+                failure = exc
+                break
+            try:
+                rt.limit_message(principal)
+            except RateLimited as exc:
+                # Wait for the bucket to refill rather than fail the stream.
+                await asyncio.wait({stop}, timeout=float(exc.retry_after))
+                continue
+            # Listen before claiming: a commit between an empty claim and the wait would otherwise be
+            # missed until the fallback poll.
+            waiter = asyncio.ensure_future(core.wakeups.wait(principal.org_id, queue, poll))
+            await asyncio.sleep(0)
+            rows = await rt.claim(principal, queue, worker, 1, lease)
+            if rows:
+                waiter.cancel()
+                waiter = None
+                unwritten = [rows[0]["id"]]
+                # Flow control: the next claim waits until the transport has taken this job. A shutdown
+                # does not wait for a client that stopped reading: its job goes back instead.
+                write = asyncio.ensure_future(
+                    context.write(convert.ClaimedJobs(principal.org_id, worker, lease).job(rows[0])))
+                try:
+                    await asyncio.wait({write, stop}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    written = write.done()
+                    if not written:
+                        write.cancel()
+                if not written:
+                    break
+                write.result()
+                unwritten = []
+                continue
+            await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+            waiter = None
+    finally:
+        rt.sessions.discard(handle)
+        stop.cancel()
+        if waiter is not None:
+            waiter.cancel()
+        rt.release_later(principal.org_id, worker, unwritten)
+    if failure is not None:
+        await _end(context, failure, rt)
+    await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+
+
+# --- ProcessJobs ------------------------------------------------------------------------------------------
+
+
+class _Session:
+    def __init__(self, rt: Runtime, context: grpc.aio.ServicerContext, key: str) -> None:
+        self.rt = rt
+        self.core = rt.core
+        self.context = context
+        self.key = key
+        self.inbox: deque[pb.ProcessRequest] = deque()
+        self.input_ready = asyncio.Event()  # something to do: requests, end of input, writer gone, shutdown
+        self.room = asyncio.Event()  # the reader may read on
+        self.room.set()
+        self.eof = False
+        self.replies: deque[list[tuple[pb.ProcessResponse, int]] | None] = deque()
+        self.replies_ready = asyncio.Event()
+        self.writer_room = asyncio.Event()
+        self.writer_room.set()
+        # token -> (org, worker, job ids): claims whose reply has not been written yet
+        self.undelivered: dict[int, tuple[uuid.UUID, str, list[uuid.UUID]]] = {}
+        self._tokens = itertools.count(1)
+
+    def wake(self) -> None:
+        self.input_ready.set()
+
+    # --- the reader and the writer ------------------------------------------------------------------------
+
+    async def read(self) -> None:
+        try:
+            while True:
+                if len(self.inbox) >= MAX_READ_AHEAD:
+                    self.room.clear()
+                    await self.room.wait()
+                request = await self.context.read()
+                if request is grpc.aio.EOF:
+                    return
+                self.inbox.append(request)
+                self.input_ready.set()
+        finally:
+            self.eof = True
+            self.input_ready.set()
+
+    async def write(self) -> None:
+        try:
+            while True:
+                while not self.replies:
+                    self.replies_ready.clear()
+                    await self.replies_ready.wait()
+                group = self.replies.popleft()
+                self.writer_room.set()
+                if group is None:
+                    return
+                for reply, token in group:
+                    await self.context.write(reply)
+                    if token:
+                        self.undelivered.pop(token, None)
+        finally:
+            self.writer_room.set()
+            self.input_ready.set()
+
+    # --- the handler --------------------------------------------------------------------------------------
+
+    async def run(self, reader: asyncio.Task[None], writer: asyncio.Task[None]) -> None:
+        while not self.rt.closing and not writer.done():
+            if not self.inbox:
+                if self.eof:
+                    break
+                self.input_ready.clear()
+                await self.input_ready.wait()
+                continue
+            take = min(len(self.inbox), MAX_GROUP)
+            group = [self.inbox.popleft() for _ in range(take)]
+            if not self.room.is_set() and len(self.inbox) < MAX_READ_AHEAD:
+                self.room.set()
+            replies = await self.handle(group)
+            while len(self.replies) >= MAX_REPLY_GROUPS and not writer.done():
+                self.writer_room.clear()
+                await self.writer_room.wait()
+            self.replies.append(replies)
+            self.replies_ready.set()
+        if writer.done():
+            return
+        self.replies.append(None)
+        self.replies_ready.set()
+        if self.rt.closing:
+            await asyncio.wait({writer}, timeout=SHUTDOWN_FLUSH_SECS)
+        else:
+            await writer
+
+    def release_undelivered(self) -> None:
+        pending, self.undelivered = self.undelivered, {}
+        for org, worker, ids in pending.values():
+            self.rt.release_later(org, worker, ids)
+
+    def _error(self, exc: BaseException) -> tuple[pb.ProcessResponse, int]:
+        code, message = in_band(exc, hard_payload_cap=self.rt.hard_payload_cap)
+        return pb.ProcessResponse(error=pb.ErrorResponse(code=code, message=message)), 0
+
+    async def handle(self, group: list[pb.ProcessRequest]) -> list[tuple[pb.ProcessResponse, int]]:
+        """One reply per request, in order. Per-request failures become in-band errors."""
+        try:
+            principal = await self.rt.principal_for(self.key)  # revoked or expired keys stop here
+        except SpooledError as exc:
+            error = self._error(exc)
+            return [error] * len(group)
+        out: list[tuple[pb.ProcessResponse, int] | None] = [None] * len(group)
+        settle: list[tuple[int, str, jobs.Settlement]] = []
+        settle_ids: set[uuid.UUID] = set()
+        for index, request in enumerate(group):
+            which = request.WhichOneof("request")
+            try:
+                self.rt.limit_message(principal)
+                if which == "complete" or which == "fail":
+                    item = self._settlement(request.complete if which == "complete" else request.fail, which)
+                    if item.job_id in settle_ids:  # the same job twice: keep the order of its effects
+                        await self._flush(principal, settle, out)
+                        settle, settle_ids = [], set()
+                    settle.append((index, which, item))
+                    settle_ids.add(item.job_id)
+                    continue
+                if settle:
+                    await self._flush(principal, settle, out)
+                    settle, settle_ids = [], set()
+                if which == "dequeue":
+                    out[index] = await self._dequeue(principal, request.dequeue)
+                elif which == "renew_lease":
+                    out[index] = await self._renew(principal, request.renew_lease)
+                else:
+                    out[index] = (_INVALID_REQUEST, 0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                out[index] = self._error(exc)
+        if settle:
+            await self._flush(principal, settle, out)
+        return out  # type: ignore[return-value]
+
+    @staticmethod
+    def _settlement(request: Any, which: str) -> jobs.Settlement:
+        job_id = r.job_id(request.job_id)
+        worker = r.required(request.worker_id, "worker_id")
+        lease = r.lease_id(request.lease_id)
+        if which == "complete":
+            return jobs.Settlement(job_id, worker, lease, result=convert.json_from_struct(request, "result"))
+        retry = request.HasField("retry") and request.retry
+        return jobs.Settlement(job_id, worker, lease, error=r.truncate_error(request.error), retry=retry)
+
+    async def _flush(self, principal: Principal, settle: list[tuple[int, str, jobs.Settlement]],
+                     out: list[tuple[pb.ProcessResponse, int] | None]) -> None:
+        for kind in ("complete", "fail"):
+            part = [(index, item) for index, which, item in settle if which == kind]
+            if not part:
+                continue
+            items = [item for _, item in part]
+            try:
+                if kind == "complete":
+                    outcomes: list[Any] = await self.rt.guarded(jobs.complete_jobs(self.core, principal, items))
+                else:
+                    outcomes = await self.rt.guarded(jobs.fail_jobs(self.core, principal, items))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                error = self._error(exc)
+                for index, _ in part:
+                    out[index] = error
+                continue
+            for (index, _), outcome in zip(part, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    out[index] = self._error(outcome)
+                elif kind == "complete":
+                    out[index] = (_COMPLETED, 0)
+                else:
+                    out[index] = (pb.ProcessResponse(fail=pb.FailResponse(
+                        success=True, will_retry=outcome.will_retry,
+                        next_retry_delay_secs=outcome.delay_secs)), 0)
+
+    async def _dequeue(self, principal: Principal, request: pb.DequeueRequest) -> tuple[pb.ProcessResponse, int]:
+        queue = r.queue_name(request.queue_name)
+        worker = r.required(request.worker_id, "worker_id")
+        lease = r.lease_secs(request.lease_duration_secs)
+        principal.require_queue(queue)
+        batch = request.batch_response
+        # Legacy single-job replies ignore batch_size, as the reference does.
+        limit = (1 if request.batch_size == 0 else r.clamp(request.batch_size, 1, 100)) if batch else 1
+        rows = await self.rt.claim(principal, queue, worker, limit, lease)
+        token = 0
+        if rows:
+            token = next(self._tokens)
+            self.undelivered[token] = (principal.org_id, worker, [row["id"] for row in rows])
+        to_job = convert.ClaimedJobs(principal.org_id, worker, lease).job
+        if batch:
+            return pb.ProcessResponse(job_batch=pb.JobBatch(jobs=[to_job(row) for row in rows])), token
+        if not rows:
+            return _NO_JOBS, 0
+        return pb.ProcessResponse(job=to_job(rows[0])), token
+
+    async def _renew(self, principal: Principal, request: pb.RenewLeaseRequest) -> tuple[pb.ProcessResponse, int]:
+        job_id = r.job_id(request.job_id)
+        worker = r.required(request.worker_id, "worker_id")
+        lease = r.lease_id(request.lease_id)
+        expires = await jobs.heartbeat_job(self.core, principal, job_id, worker, lease,
+                                           r.lease_secs(request.extension_secs))
+        return pb.ProcessResponse(renew_lease=pb.RenewLeaseResponse(
+            success=True, new_expires_at=convert.timestamp(expires))), 0
+
+
+async def process_jobs(rt: Runtime, context: grpc.aio.ServicerContext) -> None:
+    try:
+        _, key = await rt.authenticate(context.invocation_metadata())
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        await _end(context, exc, rt)
+        return
+    if rt.closing:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+    session = _Session(rt, context, key)
+    rt.sessions.add(session)
+    reader = asyncio.ensure_future(session.read())
+    writer = asyncio.ensure_future(session.write())
+    try:
+        await session.run(reader, writer)
+    finally:
+        rt.sessions.discard(session)
+        for task in (reader, writer):
+            task.cancel()
+        for task in (reader, writer):
+            with contextlib.suppress(BaseException):
+                await task
+        session.release_undelivered()
+        if writer.done() and not writer.cancelled() and writer.exception() is not None:
+            log.debug("ProcessJobs writer ended: %r", writer.exception())
+    if rt.closing:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)

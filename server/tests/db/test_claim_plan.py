@@ -1,0 +1,130 @@
+"""The claim query must run on the claim index, never a sequential scan (PERFORMANCE.md, "the planner trap").
+
+20k pending jobs across two organizations and two queues, analysed. The server's own claim path (the hot
+function `spooled_hot.claim_jobs`, called as the application role) is traced with auto_explain, so the
+plans checked are the plans the server really executes, including after many repetitions of the statement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+
+from spooled_server.db.database import Database, connect_owner
+from spooled_server.db.hot import HOT_QUERIES, call_sql
+from spooled_server.db.hot import install as install_hot
+from spooled_server.db.migrate import migrate
+from spooled_server.db.queries import Q
+
+from ..support import TestDatabase
+
+ORG_A = uuid.UUID("aaaaaaaa-0000-4000-8000-000000000001")
+ORG_B = uuid.UUID("bbbbbbbb-0000-4000-8000-000000000002")
+PENDING = 20_000
+CLAIM_ARGS = (ORG_A, "emails", 10, "w1", 30.0)  # queue, limit, worker, lease seconds (after the org)
+
+
+@pytest.fixture(scope="module")
+def loaded_db(database: TestDatabase) -> Iterator[str]:
+    url = database.create_database(f"{database.name}_plan")
+
+    async def load() -> None:
+        conn = await connect_owner(url)
+        try:
+            await migrate(conn)
+            await install_hot(conn)
+            await conn.execute("INSERT INTO organizations (id, name, slug) VALUES ($1, 'A', 'plan-a'), ($2, 'B', 'plan-b')",
+                               ORG_A, ORG_B)
+            # Pending work in 2 orgs × 2 queues with mixed priorities, plus a finished history.
+            await conn.execute(
+                """
+                INSERT INTO jobs (id, organization_id, queue_name, status, payload, max_retries, timeout_seconds,
+                                  priority, created_at)
+                SELECT gen_random_uuid(), CASE WHEN g % 2 = 0 THEN $1::uuid ELSE $2::uuid END,
+                       CASE WHEN g % 4 < 2 THEN 'emails' ELSE 'reports' END,
+                       CASE WHEN g <= $3 THEN 'pending' ELSE 'completed' END,
+                       jsonb_build_object('n', g), 3, 300, (g % 5) - 2, now() - make_interval(secs => g)
+                FROM generate_series(1, $3 + 10000) AS g
+                """, ORG_A, ORG_B, PENDING)
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+
+    asyncio.run(load())
+    yield url
+
+
+@pytest.fixture
+async def traced(loaded_db: str) -> AsyncIterator[tuple[asyncpg.Connection, list[str]]]:
+    """An owner connection with auto_explain on (every statement, nested ones too), then as spooled_app."""
+    conn = await connect_owner(loaded_db)
+    plans: list[str] = []
+    conn.add_log_listener(lambda _c, msg: plans.append(msg.message))
+    await conn.execute(
+        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;"
+        " SET auto_explain.log_level = 'notice'; SET client_min_messages = 'notice'")
+    try:
+        yield conn, plans
+    finally:
+        await conn.close()
+
+
+def _indexed(plan: str) -> bool:
+    """Picks through the claim index and updates by primary key: no scan of the organization's jobs."""
+    return ("jobs_claim_idx" in plan and "jobs_pkey" in plan
+            and "Seq Scan on jobs" not in plan and "Bitmap Heap Scan on jobs" not in plan)
+
+
+def _claim_plans(plans: list[str]) -> list[str]:
+    """The plans of the claim statement itself (auto_explain shows a function's whole body as query text)."""
+    return [p for p in plans if "LockRows" in p and "Update on jobs" in p]
+
+
+async def test_the_server_claim_path_uses_the_claim_index(traced: tuple[asyncpg.Connection, list[str]]) -> None:
+    conn, plans = traced
+    # Even a session that asks for generic plans gets a custom plan for claims.
+    await conn.execute("SET plan_cache_mode = force_generic_plan; SET ROLE spooled_app")
+    sql = call_sql("claim_jobs", len(CLAIM_ARGS))
+    for _ in range(8):  # past the plan cache's five custom plans, where a generic plan would take over
+        rows = await conn.fetch(sql, ORG_A, *CLAIM_ARGS)
+        assert len(rows) == 10
+    claims = _claim_plans(plans)
+    assert len(claims) == 8, plans[-3:]
+    for plan in claims:
+        assert _indexed(plan), plan
+
+
+async def test_the_generic_plan_and_the_guard_against_it(
+    loaded_db: str, traced: tuple[asyncpg.Connection, list[str]]
+) -> None:
+    conn, _ = traced
+    await conn.execute("SET ROLE spooled_app")
+    await conn.execute("SELECT set_config('app.current_org_id', $1, false)", str(ORG_A))
+    await conn.execute(f"PREPARE claim_probe(uuid, text, int, text, float8) AS {Q.claim_jobs}")
+    args = "'{}'::uuid, 'emails', 10, 'w1', 30".format(ORG_A)
+    await conn.execute("SET plan_cache_mode = force_custom_plan")
+    custom = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE claim_probe({args})"))
+    assert _indexed(custom), custom
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    generic = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE claim_probe({args})"))
+    if not _indexed(generic):
+        # The trap is real on this data (the generic plan guesses LIMIT $3 at 10% of the queue and then
+        # hash-joins the update against every job of the organization): claims must never use it.
+        assert "force_custom_plan" in HOT_QUERIES["claim_jobs"]
+    config = await conn.fetchval(
+        "SELECT p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = 'spooled_hot' AND p.proname = 'claim_jobs'")
+    assert config is not None and "plan_cache_mode=force_custom_plan" in config
+    # Reads that take the claim-like shape through the transaction helper ask for custom plans too.
+    db = Database(loaded_db, pool_size=1, maintenance_pool_size=1)
+    try:
+        async with db.tenant(ORG_A, custom_plan=True) as tx:
+            assert await tx.fetchval("SHOW plan_cache_mode") == "force_custom_plan"
+        async with db.tenant(ORG_A) as tx:
+            assert await tx.fetchval("SHOW plan_cache_mode") == "auto"
+    finally:
+        await db.dispose()
