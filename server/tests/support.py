@@ -122,7 +122,7 @@ class ServerProcess:
         env.update(self.env)
         return env
 
-    def start(self, timeout: float = 30.0) -> ServerProcess:
+    def start(self, timeout: float = 120.0) -> ServerProcess:
         fd, log_name = tempfile.mkstemp(prefix="spooled-server-", suffix=".log")
         os.close(fd)
         self.log_path = Path(log_name)
@@ -131,18 +131,27 @@ class ServerProcess:
                 [sys.executable, "-m", "spooled_server.cli", "serve"],
                 env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
+        try:
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.kill()  # never leave a half-started server behind
+            raise
+        return self
+
+    def _wait_healthy(self, timeout: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.log()}")
             try:
-                r = httpx.get(self.base_url + "/health", timeout=1.0)
+                r = httpx.get(self.base_url + "/health", timeout=2.0)
                 if r.status_code == 200 and r.json().get("database"):
-                    return self
+                    return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"server did not become healthy:\n{self.log()}")
+        raise RuntimeError(f"server did not become healthy within {timeout:.0f} s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path else ""

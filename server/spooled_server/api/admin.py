@@ -29,7 +29,7 @@ class AdminUpdateOrganizationBody(msgspec.Struct):
     plan_tier: str | None = None
     billing_email: str | None = None
     settings: dict[str, Any] | None = None
-    custom_limits: dict[str, Any] | None | msgspec.UnsetType = msgspec.UNSET
+    custom_limits: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class AdminCreateApiKeyBody(msgspec.Struct):
@@ -51,11 +51,17 @@ async def require_admin(request: Request[Any, Any, Any]) -> None:
 async def admin_list_organizations(request: Request[Any, Any, Any]) -> Response[bytes]:
     await require_admin(request)
     q = request.query_params
-    return json_response(await svc.list_organizations(
-        core_of(request), plan_tier=q.get("plan_tier") or None, search=q.get("search") or None,
-        limit=query_int(request, "limit", 50, 1, 100), offset=query_int(request, "offset", 0, 0, 2**31 - 1),
-        sort_by=q.get("sort_by") or None, sort_order=q.get("sort_order") or None,
-    ))
+    return json_response(
+        await svc.list_organizations(
+            core_of(request),
+            plan_tier=q.get("plan_tier") or None,
+            search=q.get("search") or None,
+            limit=query_int(request, "limit", 50, 1, 100),
+            offset=query_int(request, "offset", 0, 0, 2**31 - 1),
+            sort_by=q.get("sort_by") or None,
+            sort_order=q.get("sort_order") or None,
+        )
+    )
 
 
 @post("/api/v1/admin/organizations", operation_id="admin_create_organization")
@@ -63,14 +69,22 @@ async def admin_create_organization(request: Request[Any, Any, Any]) -> Response
     await require_admin(request)
     body = await read_json(request, AdminCreateOrganizationBody)
     org, key = await svc.create_org(
-        core_of(request), name=body.name, slug=body.slug, billing_email=body.billing_email,
-        plan_tier=body.plan_tier, settings=body.settings, custom_limits=body.custom_limits,
+        core_of(request),
+        name=body.name,
+        slug=body.slug,
+        billing_email=body.billing_email,
+        plan_tier=body.plan_tier,
+        settings=body.settings,
+        custom_limits=body.custom_limits,
     )
     key_wire = issued_key_to_wire(key)
-    return json_response({
-        "organization": organization_to_wire(org, admin=True),
-        "api_key": {k: key_wire[k] for k in ("id", "key", "name", "created_at")},
-    }, 201)
+    return json_response(
+        {
+            "organization": organization_to_wire(org, admin=True),
+            "api_key": {k: key_wire[k] for k in ("id", "key", "name", "created_at")},
+        },
+        201,
+    )
 
 
 @get("/api/v1/admin/organizations/{org_id:str}", operation_id="admin_get_organization")
@@ -84,11 +98,18 @@ async def _update(request: Request[Any, Any, Any], org_id: str) -> Response[byte
     org = path_uuid(org_id)
     body = await read_json(request, AdminUpdateOrganizationBody)
     set_limits = body.custom_limits is not msgspec.UNSET
-    return json_response(await svc.update_org(
-        core_of(request), org, name=body.name, plan_tier=body.plan_tier, billing_email=body.billing_email,
-        settings=body.settings, custom_limits=body.custom_limits if set_limits else None,
-        set_custom_limits=set_limits,
-    ))
+    return json_response(
+        await svc.update_org(
+            core_of(request),
+            org,
+            name=body.name,
+            plan_tier=body.plan_tier,
+            billing_email=body.billing_email,
+            settings=body.settings,
+            custom_limits=body.custom_limits if set_limits else None,
+            set_custom_limits=set_limits,
+        )
+    )
 
 
 @patch("/api/v1/admin/organizations/{org_id:str}", operation_id="admin_update_organization")
@@ -114,12 +135,20 @@ async def admin_create_api_key(request: Request[Any, Any, Any], org_id: str) -> 
     await require_admin(request)
     org = path_uuid(org_id)
     body = await read_json(request, AdminCreateApiKeyBody)
-    key = await svc.create_key(core_of(request), org, name=body.name, queues=body.queues,
-                               rate_limit=body.rate_limit, expires_at=body.expires_at)
+    key = await svc.create_key(
+        core_of(request),
+        org,
+        name=body.name,
+        queues=body.queues,
+        rate_limit=body.rate_limit,
+        expires_at=body.expires_at,
+    )
     return json_response(issued_key_to_wire(key), 201)
 
 
-@post("/api/v1/admin/organizations/{org_id:str}/reset-usage", operation_id="admin_reset_usage", status_code=200)
+@post(
+    "/api/v1/admin/organizations/{org_id:str}/reset-usage", operation_id="admin_reset_usage", status_code=200
+)
 async def admin_reset_usage(request: Request[Any, Any, Any], org_id: str) -> Response[bytes]:
     await require_admin(request)
     await svc.reset_usage(core_of(request), path_uuid(org_id))
@@ -129,8 +158,9 @@ async def admin_reset_usage(request: Request[Any, Any, Any], org_id: str) -> Res
 @get("/api/v1/admin/stats", operation_id="admin_get_stats")
 async def admin_get_stats(request: Request[Any, Any, Any]) -> Response[bytes]:
     await require_admin(request)
-    return json_response(await svc.stats(core_of(request), uptime_seconds=int(time.time() - STARTED),
-                                         api_version=__version__))
+    return json_response(
+        await svc.stats(core_of(request), uptime_seconds=int(time.time() - STARTED), api_version=__version__)
+    )
 
 
 @get("/api/v1/admin/plans", operation_id="admin_list_plans")
@@ -140,7 +170,14 @@ async def admin_list_plans(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 ROUTES = [
-    admin_list_organizations, admin_create_organization, admin_get_organization, admin_update_organization,
-    admin_update_organization_alias, admin_delete_organization, admin_create_api_key, admin_reset_usage,
-    admin_get_stats, admin_list_plans,
+    admin_list_organizations,
+    admin_create_organization,
+    admin_get_organization,
+    admin_update_organization,
+    admin_update_organization_alias,
+    admin_delete_organization,
+    admin_create_api_key,
+    admin_reset_usage,
+    admin_get_stats,
+    admin_list_plans,
 ]

@@ -25,14 +25,16 @@ class CreateApiKeyBody(msgspec.Struct):
 class UpdateApiKeyBody(msgspec.Struct):
     name: str | None = None
     queues: list[str] | None = None
-    rate_limit: int | None | msgspec.UnsetType = msgspec.UNSET
+    rate_limit: int | msgspec.UnsetType | None = msgspec.UNSET
     is_active: bool | None = None
     permissions: Any = msgspec.UNSET
 
 
 def _refuse_permissions(value: Any) -> None:
     if value is not msgspec.UNSET:
-        raise ValidationFailed("permissions", "is not supported; scope keys with `queues`", rule="unknown_field")
+        raise ValidationFailed(
+            "permissions", "is not supported; scope keys with `queues`", rule="unknown_field"
+        )
 
 
 @get("/api/v1/api-keys", operation_id="list_api_keys")
@@ -46,8 +48,14 @@ async def create_api_key(request: Request[Any, Any, Any]) -> Response[bytes]:
     principal = await authenticate_unrestricted(request)
     body = await read_json(request, CreateApiKeyBody)
     _refuse_permissions(body.permissions)
-    key = await svc.create_api_key(core_of(request), principal, name=body.name, queues=body.queues,
-                                   rate_limit=body.rate_limit, expires_at=body.expires_at)
+    key = await svc.create_api_key(
+        core_of(request),
+        principal,
+        name=body.name,
+        queues=body.queues,
+        rate_limit=body.rate_limit,
+        expires_at=body.expires_at,
+    )
     return json_response(issued_key_to_wire(key), 201)
 
 
@@ -64,10 +72,18 @@ async def update_api_key(request: Request[Any, Any, Any], key_id: str) -> Respon
     body = await read_json(request, UpdateApiKeyBody)
     _refuse_permissions(body.permissions)
     set_limit = body.rate_limit is not msgspec.UNSET
-    return json_response(await svc.update_api_key(
-        core_of(request), principal, key, name=body.name, queues=body.queues,
-        rate_limit=body.rate_limit if set_limit else None, set_rate_limit=set_limit, is_active=body.is_active,
-    ))
+    return json_response(
+        await svc.update_api_key(
+            core_of(request),
+            principal,
+            key,
+            name=body.name,
+            queues=body.queues,
+            rate_limit=body.rate_limit if set_limit else None,
+            set_rate_limit=set_limit,
+            is_active=body.is_active,
+        )
+    )
 
 
 @delete("/api/v1/api-keys/{key_id:str}", operation_id="revoke_api_key", status_code=204)

@@ -107,25 +107,34 @@ async def get_me(request: Request[Any, Any, Any]) -> Response[bytes]:
         org = await conn.fetchrow(Q.get_organization, principal.org_id)
     if org is None:
         raise Unauthorized()
-    return json_response({
-        "organization_id": str(principal.org_id),
-        "api_key_id": str(principal.key_id),
-        "queues": list(principal.queues),
-        "issued_at": _unix_ts(principal.issued_at),
-        "expires_at": _unix_ts(principal.expires_at),
-        "organization": {
-            "id": str(org["id"]),
-            "name": org["name"],
-            "slug": org["slug"],
-            "plan_tier": wire_tier(org["plan_tier"]),
-            "billing_email": org["billing_email"],
-        },
-    })
+    return json_response(
+        {
+            "organization_id": str(principal.org_id),
+            "api_key_id": str(principal.key_id),
+            "queues": list(principal.queues),
+            "issued_at": _unix_ts(principal.issued_at),
+            "expires_at": _unix_ts(principal.expires_at),
+            "organization": {
+                "id": str(org["id"]),
+                "name": org["name"],
+                "slug": org["slug"],
+                "plan_tier": wire_tier(org["plan_tier"]),
+                "billing_email": org["billing_email"],
+            },
+        }
+    )
 
 
 def _invalid(error: str, message: str) -> dict[str, Any]:
-    return {"valid": False, "error": error, "message": message, "organization_id": None, "api_key_id": None,
-            "expires_at": None, "claims": None}
+    return {
+        "valid": False,
+        "error": error,
+        "message": message,
+        "organization_id": None,
+        "api_key_id": None,
+        "expires_at": None,
+        "claims": None,
+    }
 
 
 @post("/api/v1/auth/validate", operation_id="validate_token")
@@ -139,21 +148,27 @@ async def validate_token(request: Request[Any, Any, Any]) -> Response[bytes]:
     try:
         claims = auth.decode(token)
     except Unauthorized:
-        return json_response(_invalid("invalid_token", "Token is malformed, has a bad signature or has expired"))
+        return json_response(
+            _invalid("invalid_token", "Token is malformed, has a bad signature or has expired")
+        )
     try:
         uuid.UUID(str(claims["sid"]))
         principal = await auth.principal_from_claims(claims)
     except (Unauthorized, ValueError):
-        return json_response(_invalid("revoked_token", "Token was revoked or its API key is no longer active"))
-    return json_response({
-        "valid": True,
-        "error": None,
-        "message": None,
-        "organization_id": str(principal.org_id),
-        "api_key_id": str(principal.key_id),
-        "expires_at": _unix_ts(claims.get("exp")),
-        "claims": claims,
-    })
+        return json_response(
+            _invalid("revoked_token", "Token was revoked or its API key is no longer active")
+        )
+    return json_response(
+        {
+            "valid": True,
+            "error": None,
+            "message": None,
+            "organization_id": str(principal.org_id),
+            "api_key_id": str(principal.key_id),
+            "expires_at": _unix_ts(claims.get("exp")),
+            "claims": claims,
+        }
+    )
 
 
 ROUTES = [login, refresh_token, logout, get_me, validate_token]

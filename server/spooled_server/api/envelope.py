@@ -98,7 +98,8 @@ class RequestEnvelope:
             if not streaming:  # a 30-minute stream is not a slow request
                 metrics.API_DURATION.observe(elapsed)
                 route = scope.get("path_template") or "unmatched"
-                metrics.API_ROUTE_DURATION.labels(scope["method"], route, str(status_holder[0])).observe(elapsed)
+                labels = (scope["method"], route, str(status_holder[0]))
+                metrics.API_ROUTE_DURATION.labels(*labels).observe(elapsed)
             self._log(scope, status_holder[0], elapsed, streaming)
             REQUEST_SCOPE.reset(scope_token)
             structlog.contextvars.unbind_contextvars("request_id")

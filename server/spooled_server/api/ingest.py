@@ -1,4 +1,4 @@
-"""REST: incoming webhooks that become jobs (rest.md §14). Verification and job creation live in core/ingest.py.
+"""REST: incoming webhooks that become jobs (rest.md §14); verification and job creation: core/ingest.py.
 
 Signatures are checked over the exact bytes received, so the body is read raw (up to 6 MiB on these routes)
 and parsed only after the credential matched.
@@ -59,8 +59,14 @@ async def ingest_custom(request: Request[Any, Any, Any], org_id: str) -> Respons
             gate.event_type = v.text(body.event_type, "event_type", 0, 100, svc.EVENT_TYPE)
         queue = svc.choose_queue(gate, body.queue_name, None)
         v.int_range(body.priority, "priority", -100, 100)
-        result = await svc.accept(core, gate, queue=queue, payload=body.payload,
-                                  idempotency_key=body.idempotency_key, priority=body.priority)
+        result = await svc.accept(
+            core,
+            gate,
+            queue=queue,
+            payload=body.payload,
+            idempotency_key=body.idempotency_key,
+            priority=body.priority,
+        )
     return json_response(result)
 
 
@@ -81,8 +87,13 @@ async def ingest_github(request: Request[Any, Any, Any], org_id: str) -> Respons
             result = await svc.ignore(core, gate)
         else:
             delivery = headers.get("x-github-delivery", "").strip()
-            result = await svc.accept(core, gate, queue=queue, payload=msgspec.Raw(body),
-                                      idempotency_key=f"github:{delivery}" if delivery else None)
+            result = await svc.accept(
+                core,
+                gate,
+                queue=queue,
+                payload=msgspec.Raw(body),
+                idempotency_key=f"github:{delivery}" if delivery else None,
+            )
     return json_response(result)
 
 
@@ -95,10 +106,12 @@ async def ingest_stripe(request: Request[Any, Any, Any], org_id: str) -> Respons
     async with svc.audited(core, gate):
         svc.verify_stripe(gate, body)
         event_id, event_type = svc.stripe_event(gate, svc.parse_json(body))
-        queue = svc.choose_queue(gate, "stripe-" + event_type.replace(".", "-"),
-                                 request.query_params.get("queue"))
-        result = await svc.accept(core, gate, queue=queue, payload=msgspec.Raw(body),
-                                  idempotency_key=f"stripe:{event_id}")
+        queue = svc.choose_queue(
+            gate, "stripe-" + event_type.replace(".", "-"), request.query_params.get("queue")
+        )
+        result = await svc.accept(
+            core, gate, queue=queue, payload=msgspec.Raw(body), idempotency_key=f"stripe:{event_id}"
+        )
     return json_response(result)
 
 
@@ -114,10 +127,19 @@ async def ingest_shopify(request: Request[Any, Any, Any], org_id: str) -> Respon
         svc.verify_shopify(gate, body)
         topic = svc.shopify_topic(gate)
         svc.parse_json(body)
-        queue = svc.choose_queue(gate, "shopify-" + topic.replace("/", "-"), request.query_params.get("queue"))
-        webhook_id = headers.get("x-shopify-webhook-id", "").strip() or headers.get("x-shopify-event-id", "").strip()
-        result = await svc.accept(core, gate, queue=queue, payload=msgspec.Raw(body),
-                                  idempotency_key=f"shopify:{webhook_id}" if webhook_id else None)
+        queue = svc.choose_queue(
+            gate, "shopify-" + topic.replace("/", "-"), request.query_params.get("queue")
+        )
+        webhook_id = (
+            headers.get("x-shopify-webhook-id", "").strip() or headers.get("x-shopify-event-id", "").strip()
+        )
+        result = await svc.accept(
+            core,
+            gate,
+            queue=queue,
+            payload=msgspec.Raw(body),
+            idempotency_key=f"shopify:{webhook_id}" if webhook_id else None,
+        )
     return json_response(result)
 
 
@@ -133,8 +155,13 @@ async def list_ingest_deliveries(request: Request[Any, Any, Any]) -> Response[by
     if queue is not None and not queue:
         raise ValidationFailed("queue_name", "must not be empty", rule="length")
     rows = await svc.list_audit(
-        core_of(request), principal, status=params.get("status"), since=since, queue=queue,
-        limit=query_int(request, "limit", 50, 1, 100), offset=query_int(request, "offset", 0, 0, 2**31 - 1),
+        core_of(request),
+        principal,
+        status=params.get("status"),
+        since=since,
+        queue=queue,
+        limit=query_int(request, "limit", 50, 1, 100),
+        offset=query_int(request, "offset", 0, 0, 2**31 - 1),
     )
     return json_response(rows)
 

@@ -10,7 +10,8 @@ from litestar import Request, Response, delete, get, post, put
 from ..core import orgs as svc
 from ..core.auth import constant_time_equals
 from ..core.errors import AccessDenied, ValidationFailed
-from ..core.orgs import create_organization as create_org, issued_key_to_wire, organization_to_wire
+from ..core.orgs import create_organization as create_org
+from ..core.orgs import issued_key_to_wire, organization_to_wire
 from .http import (
     authenticate,
     authenticate_unrestricted,
@@ -63,14 +64,21 @@ async def create_organization(request: Request[Any, Any, Any]) -> Response[bytes
         raise AccessDenied("Registration is closed")
     body = await read_json(request, CreateOrganizationBody)
     org, key = await create_org(
-        core.db, name=body.name, slug=body.slug, billing_email=body.billing_email,
-        plan_tier=core.settings.default_plan, key_kind=core.settings.key_kind,
+        core.db,
+        name=body.name,
+        slug=body.slug,
+        billing_email=body.billing_email,
+        plan_tier=core.settings.default_plan,
+        key_kind=core.settings.key_kind,
     )
     key_wire = issued_key_to_wire(key)
-    return json_response({
-        "organization": organization_to_wire(org),
-        "api_key": {k: key_wire[k] for k in ("id", "key", "name", "created_at")},
-    }, 201)
+    return json_response(
+        {
+            "organization": organization_to_wire(org),
+            "api_key": {k: key_wire[k] for k in ("id", "key", "name", "created_at")},
+        },
+        201,
+    )
 
 
 @get("/api/v1/organizations/check-slug", operation_id="check_slug")
@@ -109,10 +117,16 @@ async def update_organization(request: Request[Any, Any, Any], org_id: str) -> R
     principal = await authenticate_unrestricted(request)
     org = path_uuid(org_id)
     body = await read_json(request, UpdateOrganizationBody)
-    return json_response(await svc.update_organization(
-        core_of(request).db, principal, org, name=body.name, billing_email=body.billing_email,
-        settings=body.settings,
-    ))
+    return json_response(
+        await svc.update_organization(
+            core_of(request).db,
+            principal,
+            org,
+            name=body.name,
+            billing_email=body.billing_email,
+            settings=body.settings,
+        )
+    )
 
 
 @delete("/api/v1/organizations/{org_id:str}", operation_id="delete_organization", status_code=204)
@@ -152,8 +166,9 @@ async def _token(request: Request[Any, Any, Any], org_id: str | None, action: st
         body = await read_json(request, ClearTokenBody, optional=True)
         if body.confirm is False:
             raise ValidationFailed("confirm", "must be true (or omitted) to clear the token", rule="value")
-    return json_response(await svc.webhook_token(core_of(request).db, principal, org, _base_url(request),
-                                                 action=action))
+    return json_response(
+        await svc.webhook_token(core_of(request).db, principal, org, _base_url(request), action=action)
+    )
 
 
 @get("/api/v1/organizations/webhook-token", operation_id="get_webhook_token")
@@ -166,13 +181,18 @@ async def get_webhook_token_alias(request: Request[Any, Any, Any], org_id: str) 
     return await _token(request, org_id, "get")
 
 
-@post("/api/v1/organizations/webhook-token/regenerate", operation_id="regenerate_webhook_token", status_code=200)
+@post(
+    "/api/v1/organizations/webhook-token/regenerate", operation_id="regenerate_webhook_token", status_code=200
+)
 async def regenerate_webhook_token(request: Request[Any, Any, Any]) -> Response[bytes]:
     return await _token(request, None, "regenerate")
 
 
-@post("/api/v1/organizations/{org_id:str}/webhook-token/regenerate",
-      operation_id="regenerate_webhook_token_alias", status_code=200)
+@post(
+    "/api/v1/organizations/{org_id:str}/webhook-token/regenerate",
+    operation_id="regenerate_webhook_token_alias",
+    status_code=200,
+)
 async def regenerate_webhook_token_alias(request: Request[Any, Any, Any], org_id: str) -> Response[bytes]:
     return await _token(request, org_id, "regenerate")
 
@@ -182,8 +202,11 @@ async def clear_webhook_token(request: Request[Any, Any, Any]) -> Response[bytes
     return await _token(request, None, "clear")
 
 
-@post("/api/v1/organizations/{org_id:str}/webhook-token/clear", operation_id="clear_webhook_token_alias",
-      status_code=200)
+@post(
+    "/api/v1/organizations/{org_id:str}/webhook-token/clear",
+    operation_id="clear_webhook_token_alias",
+    status_code=200,
+)
 async def clear_webhook_token_alias(request: Request[Any, Any, Any], org_id: str) -> Response[bytes]:
     return await _token(request, org_id, "clear")
 
@@ -193,16 +216,33 @@ async def clear_webhook_token_delete(request: Request[Any, Any, Any]) -> Respons
     return await _token(request, None, "clear")
 
 
-@delete("/api/v1/organizations/{org_id:str}/webhook-token", operation_id="clear_webhook_token_delete_alias",
-        status_code=200)
+@delete(
+    "/api/v1/organizations/{org_id:str}/webhook-token",
+    operation_id="clear_webhook_token_delete_alias",
+    status_code=200,
+)
 async def clear_webhook_token_delete_alias(request: Request[Any, Any, Any], org_id: str) -> Response[bytes]:
     return await _token(request, org_id, "clear")
 
 
 ROUTES = [
-    create_organization, check_slug, check_slug_alias, generate_slug, list_organizations, get_organization,
-    update_organization, delete_organization, list_organization_members, get_organization_usage,
-    get_organization_usage_alias, get_webhook_token, get_webhook_token_alias, regenerate_webhook_token,
-    regenerate_webhook_token_alias, clear_webhook_token, clear_webhook_token_alias, clear_webhook_token_delete,
+    create_organization,
+    check_slug,
+    check_slug_alias,
+    generate_slug,
+    list_organizations,
+    get_organization,
+    update_organization,
+    delete_organization,
+    list_organization_members,
+    get_organization_usage,
+    get_organization_usage_alias,
+    get_webhook_token,
+    get_webhook_token_alias,
+    regenerate_webhook_token,
+    regenerate_webhook_token_alias,
+    clear_webhook_token,
+    clear_webhook_token_alias,
+    clear_webhook_token_delete,
     clear_webhook_token_delete_alias,
 ]

@@ -166,6 +166,7 @@ async def stream_events(request: Request[Any, Any, Any]) -> Stream:
     app = request.app
 
     async def body() -> AsyncIterator[bytes]:
+        conn.started = True
         try:
             await hub.ready()
             if last_id:
@@ -220,6 +221,7 @@ async def stream_job_events(request: Request[Any, Any, Any], job_id: str) -> Str
         return _local_frame("JobStatusChange", "job.status", data, message_format)
 
     async def body() -> AsyncIterator[bytes]:
+        conn.started = True
         try:
             await hub.ready()
             yield b": connected\n\n"
@@ -307,6 +309,7 @@ async def stream_queue_events(request: Request[Any, Any, Any], name: str) -> Str
         return _local_frame("QueueStats", "queue.stats", data, message_format)
 
     async def body() -> AsyncIterator[bytes]:
+        conn.started = True
         try:
             yield b": connected\n\n"
             yield await stats_frame()
@@ -525,6 +528,7 @@ async def open_websocket(socket: WebSocket[Any, Any, Any]) -> None:
     except SpooledError as exc:
         await _deny(socket, exc)
         return
+    conn.started = True
     session = _WsSession(socket, core, conn, credential)
     reader: asyncio.Task[None] | None = None
     try:

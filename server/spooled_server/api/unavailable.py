@@ -67,6 +67,13 @@ async def receive_billing_webhook(request: Request[Any, Any, Any]) -> Response[b
 
 
 ROUTES = [
-    start_email_auth, verify_email_auth, complete_signup, check_email, check_email_alias, check_email_post_alias,
-    get_billing_status, create_billing_portal_session, receive_billing_webhook,
+    start_email_auth,
+    verify_email_auth,
+    complete_signup,
+    check_email,
+    check_email_alias,
+    check_email_post_alias,
+    get_billing_status,
+    create_billing_portal_session,
+    receive_billing_webhook,
 ]

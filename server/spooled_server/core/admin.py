@@ -34,8 +34,13 @@ from .plans import TIERS, PlanLimits
 from .usage import optional_tables, today, usage_counts, usage_info
 
 SORT_COLUMNS = ("created_at", "name", "slug", "plan_tier", "updated_at")
-_INT_ONLY_LIMITS = ("max_payload_size_bytes", "rate_limit_requests_per_second", "rate_limit_burst",
-                    "job_retention_days", "history_retention_days")
+_INT_ONLY_LIMITS = (
+    "max_payload_size_bytes",
+    "rate_limit_requests_per_second",
+    "rate_limit_burst",
+    "job_retention_days",
+    "history_retention_days",
+)
 LIMIT_FIELDS = tuple(f for f in PlanLimits.__dataclass_fields__ if f not in ("tier", "display_name"))
 
 
@@ -100,7 +105,13 @@ def _org_summary(row: asyncpg.Record, usage: dict[str, int]) -> dict[str, Any]:
 
 
 async def list_organizations(
-    core: Any, *, plan_tier: str | None, search: str | None, limit: int, offset: int, sort_by: str | None,
+    core: Any,
+    *,
+    plan_tier: str | None,
+    search: str | None,
+    limit: int,
+    offset: int,
+    sort_by: str | None,
     sort_order: str | None,
 ) -> dict[str, Any]:
     sort = sort_by or "created_at"
@@ -114,7 +125,9 @@ async def list_organizations(
     await core.quotas.flush()
     async with core.db.maintenance() as conn:
         total = await conn.fetchval(Q.admin_count_organizations, plan_tier, pattern)
-        rows = await conn.fetch(Q.admin_list_organizations, plan_tier, pattern, limit, offset, sort, ascending)
+        rows = await conn.fetch(
+            Q.admin_list_organizations, plan_tier, pattern, limit, offset, sort, ascending
+        )
         ids = [r["id"] for r in rows]
         sched_orgs: list[uuid.UUID] = []
         sched_queues: list[str] = []
@@ -122,24 +135,43 @@ async def list_organizations(
             for r in await conn.fetch(Q.admin_schedule_queues, ids):
                 sched_orgs.append(r["organization_id"])
                 sched_queues.append(r["queue_name"])
-        usage_rows = await conn.fetch(Q.admin_usage_many, ids, today(), sched_orgs, sched_queues) if ids else []
+        usage_rows = (
+            await conn.fetch(Q.admin_usage_many, ids, today(), sched_orgs, sched_queues) if ids else []
+        )
     usage = {
         u["id"]: {k: int(u[k]) for k in ("jobs_today", "active_jobs", "queues", "workers", "api_keys")}
         for u in usage_rows
     }
-    return {"organizations": [_org_summary(r, usage[r["id"]]) for r in rows], "total": int(total),
-            "limit": limit, "offset": offset}
+    return {
+        "organizations": [_org_summary(r, usage[r["id"]]) for r in rows],
+        "total": int(total),
+        "limit": limit,
+        "offset": offset,
+    }
 
 
 async def create_org(
-    core: Any, *, name: Any, slug: Any, billing_email: Any, plan_tier: Any, settings: Any, custom_limits: Any,
+    core: Any,
+    *,
+    name: Any,
+    slug: Any,
+    billing_email: Any,
+    plan_tier: Any,
+    settings: Any,
+    custom_limits: Any,
 ) -> tuple[asyncpg.Record, IssuedKey]:
     tier = validate_tier(plan_tier if plan_tier is not None else core.settings.default_plan)
     org_settings = None if settings is None else validate_settings(settings)
     limits = validate_custom_limits(custom_limits)
     return await create_organization(
-        core.db, name=name, slug=slug, billing_email=billing_email, plan_tier=tier,
-        key_kind=core.settings.key_kind, settings=org_settings, custom_limits=limits,
+        core.db,
+        name=name,
+        slug=slug,
+        billing_email=billing_email,
+        plan_tier=tier,
+        key_kind=core.settings.key_kind,
+        settings=org_settings,
+        custom_limits=limits,
     )
 
 
@@ -165,8 +197,15 @@ async def get_org(core: Any, org_id: uuid.UUID) -> dict[str, Any]:
 
 
 async def update_org(
-    core: Any, org_id: uuid.UUID, *, name: Any = None, plan_tier: Any = None, billing_email: Any = None,
-    settings: Any = None, custom_limits: Any = None, set_custom_limits: bool = False,
+    core: Any,
+    org_id: uuid.UUID,
+    *,
+    name: Any = None,
+    plan_tier: Any = None,
+    billing_email: Any = None,
+    settings: Any = None,
+    custom_limits: Any = None,
+    set_custom_limits: bool = False,
 ) -> dict[str, Any]:
     """PATCH /admin/organizations/{id}: `None` keeps a field; custom limits are written when
     `set_custom_limits` (null or {} resets them)."""
@@ -178,10 +217,21 @@ async def update_org(
     limits = validate_custom_limits(custom_limits) if set_custom_limits else None
     async with core.db.maintenance() as conn:
         stored = await _load(conn, org_id, lock=True)
-        merged = None if new_settings is None else merge_settings(json_object(stored["settings"]), new_settings)
+        merged = (
+            None if new_settings is None else merge_settings(json_object(stored["settings"]), new_settings)
+        )
         try:
-            row = await conn.fetchrow(Q.update_organization, org_id, name, merged, billing_email is not None,
-                                      billing_email, tier, set_custom_limits, limits)
+            row = await conn.fetchrow(
+                Q.update_organization,
+                org_id,
+                name,
+                merged,
+                billing_email is not None,
+                billing_email,
+                tier,
+                set_custom_limits,
+                limits,
+            )
         except asyncpg.UniqueViolationError:
             from .errors import Conflict
 
@@ -202,7 +252,13 @@ async def delete_org(core: Any, org_id: uuid.UUID, *, hard: bool) -> None:
 
 
 async def create_key(
-    core: Any, org_id: uuid.UUID, *, name: Any, queues: Any = None, rate_limit: Any = None, expires_at: Any = None,
+    core: Any,
+    org_id: uuid.UUID,
+    *,
+    name: Any,
+    queues: Any = None,
+    rate_limit: Any = None,
+    expires_at: Any = None,
 ) -> IssuedKey:
     name = validate_name(name, pattern=False)
     queue_list = ["*"] if queues is None else validate_queues(queues)
@@ -210,8 +266,9 @@ async def create_key(
     expires = validate_expiry(expires_at)
     async with core.db.maintenance() as conn:
         await _load(conn, org_id)
-        return await insert_api_key(conn, org_id, name, queue_list, core.settings.key_kind,
-                                    rate_limit=limit, expires_at=expires)
+        return await insert_api_key(
+            conn, org_id, name, queue_list, core.settings.key_kind, rate_limit=limit, expires_at=expires
+        )
 
 
 async def reset_usage(core: Any, org_id: uuid.UUID) -> None:

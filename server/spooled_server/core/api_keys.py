@@ -80,7 +80,12 @@ async def list_api_keys(core: Any, principal: Principal) -> list[dict[str, Any]]
 
 
 async def create_api_key(
-    core: Any, principal: Principal, *, name: Any, queues: Any = None, rate_limit: Any = None,
+    core: Any,
+    principal: Principal,
+    *,
+    name: Any,
+    queues: Any = None,
+    rate_limit: Any = None,
     expires_at: Any = None,
 ) -> IssuedKey:
     principal.require_unrestricted()
@@ -90,8 +95,15 @@ async def create_api_key(
     expires = validate_expiry(expires_at)
     async with core.db.tenant(principal.org_id) as conn:
         await check_key_quota(core, conn, principal)
-        return await insert_api_key(conn, principal.org_id, name, queue_list, core.settings.key_kind,
-                                    rate_limit=limit, expires_at=expires)
+        return await insert_api_key(
+            conn,
+            principal.org_id,
+            name,
+            queue_list,
+            core.settings.key_kind,
+            rate_limit=limit,
+            expires_at=expires,
+        )
 
 
 async def get_api_key(core: Any, principal: Principal, key_id: uuid.UUID) -> dict[str, Any]:
@@ -104,8 +116,15 @@ async def get_api_key(core: Any, principal: Principal, key_id: uuid.UUID) -> dic
 
 
 async def update_api_key(
-    core: Any, principal: Principal, key_id: uuid.UUID, *, name: Any = None, queues: Any = None,
-    rate_limit: Any = None, set_rate_limit: bool = False, is_active: Any = None,
+    core: Any,
+    principal: Principal,
+    key_id: uuid.UUID,
+    *,
+    name: Any = None,
+    queues: Any = None,
+    rate_limit: Any = None,
+    set_rate_limit: bool = False,
+    is_active: Any = None,
 ) -> dict[str, Any]:
     """`None` keeps a field; `set_rate_limit` writes `rate_limit` even when it is null (no per-key limit)."""
     principal.require_unrestricted()
@@ -123,8 +142,9 @@ async def update_api_key(
         if is_active and not current["is_active"]:
             # Re-activating a key brings it back into the api_keys count.
             await check_key_quota(core, conn, principal)
-        row = await conn.fetchrow(Q.update_api_key, key_id, principal.org_id, name, queues, set_rate_limit,
-                                  limit, is_active)
+        row = await conn.fetchrow(
+            Q.update_api_key, key_id, principal.org_id, name, queues, set_rate_limit, limit, is_active
+        )
         reactivated = bool(is_active) and not current["is_active"]
     # A rejected key is cached without its organization, so bringing one back clears the whole cache.
     core.auth.forget(None if reactivated else principal.org_id)

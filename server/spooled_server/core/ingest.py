@@ -72,9 +72,7 @@ def _decode_settings(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-async def open_gate(
-    core: Core, org_id_text: str, provider: str, headers: Mapping[str, str]
-) -> Gate:
+async def open_gate(core: Core, org_id_text: str, provider: str, headers: Mapping[str, str]) -> Gate:
     """https in production (400), then the organization (404). Headers are lower-cased names."""
     if core.settings.is_production and headers.get("x-forwarded-proto", "").lower() != "https":
         raise BadRequest("Incoming webhooks require https")
@@ -87,14 +85,23 @@ async def open_gate(
         raise NotFound()
     custom_limits = org["custom_limits"]
     principal = Principal(
-        org_id=org["id"], key_id=_NO_KEY, queues=(), plan_tier=org["plan_tier"],
+        org_id=org["id"],
+        key_id=_NO_KEY,
+        queues=(),
+        plan_tier=org["plan_tier"],
         custom_limits=_decode_settings(custom_limits) if custom_limits is not None else None,
     )
     return Gate(org["id"], provider, principal, _decode_settings(org["settings"]), headers=headers)
 
 
-async def _audit(core: Core, gate: Gate, status: str, job_id: uuid.UUID | None = None,
-                 error: str | None = None, conn: asyncpg.Connection | None = None) -> None:
+async def _audit(
+    core: Core,
+    gate: Gate,
+    status: str,
+    job_id: uuid.UUID | None = None,
+    error: str | None = None,
+    conn: asyncpg.Connection | None = None,
+) -> None:
     args = (gate.org_id, gate.provider, gate.event_type or "", gate.queue, job_id, status, error)
     if conn is not None:
         await conn.execute(Q.insert_ingest_audit, *args)
@@ -159,7 +166,7 @@ def verify_github(gate: Gate, body: bytes) -> None:
     given = gate.headers.get("x-hub-signature-256", "")
     if secret is None or not given.startswith("sha256="):
         raise Unauthorized(_GENERIC_401)
-    if not _equal(given[len("sha256="):].lower(), _hmac(secret, body).hex()):
+    if not _equal(given[len("sha256=") :].lower(), _hmac(secret, body).hex()):
         raise Unauthorized(_GENERIC_401)
 
 
@@ -201,12 +208,16 @@ def verify_shopify(gate: Gate, body: bytes) -> None:
 
 def parse_json(body: bytes) -> Any:
     if not body.strip():
-        raise InvalidJson("Request body is empty", details=[{"field": "body", "message": "empty body",
-                                                              "code": "empty_body"}])
+        raise InvalidJson(
+            "Request body is empty",
+            details=[{"field": "body", "message": "empty body", "code": "empty_body"}],
+        )
     try:
         return msgspec.json.decode(body)
     except msgspec.DecodeError:
-        raise InvalidJson(details=[{"field": "body", "message": "malformed JSON", "code": "invalid_json"}]) from None
+        raise InvalidJson(
+            details=[{"field": "body", "message": "malformed JSON", "code": "invalid_json"}]
+        ) from None
 
 
 def choose_queue(gate: Gate, derived: str, override: str | None) -> str:
@@ -252,14 +263,25 @@ def stripe_event(gate: Gate, event: Any) -> tuple[str, str]:
 
 
 async def accept(
-    core: Core, gate: Gate, *, queue: str, payload: msgspec.Raw, idempotency_key: str | None,
+    core: Core,
+    gate: Gate,
+    *,
+    queue: str,
+    payload: msgspec.Raw,
+    idempotency_key: str | None,
     priority: int = 0,
 ) -> dict[str, Any]:
     """Create the job (or find the one of a redelivery) and its audit row, in one tenant transaction."""
     if len(bytes(payload)) > MAX_PAYLOAD_BYTES:
-        raise PayloadTooLarge(f"Payload exceeds {MAX_PAYLOAD_BYTES} bytes",
-                              extra={"current": len(bytes(payload)), "limit": MAX_PAYLOAD_BYTES,
-                                     "plan": core.quotas.limits(gate.principal).tier, "upgrade_to": None})
+        raise PayloadTooLarge(
+            f"Payload exceeds {MAX_PAYLOAD_BYTES} bytes",
+            extra={
+                "current": len(bytes(payload)),
+                "limit": MAX_PAYLOAD_BYTES,
+                "plan": core.quotas.limits(gate.principal).tier,
+                "upgrade_to": None,
+            },
+        )
     if idempotency_key is not None:
         v.text(idempotency_key, "idempotency_key", 1, 255)
     tags = {"source": gate.provider, "event_type": gate.event_type or None}
@@ -275,8 +297,24 @@ async def accept(
             # Charged to jobs_per_day and active_jobs only: no queue cap, no plan payload cap (rest.md §14).
             await core.quotas.reserve_jobs(conn, gate.principal, 1)
             row = await conn.fetchrow(
-                Q.insert_job, gate.org_id, queue, job_id, payload, None, priority, None, tags, None, None, None,
-                None, None, idempotency_key, None, s.queue_default_max_retries, s.queue_default_timeout_secs,
+                Q.insert_job,
+                gate.org_id,
+                queue,
+                job_id,
+                payload,
+                None,
+                priority,
+                None,
+                tags,
+                None,
+                None,
+                None,
+                None,
+                None,
+                idempotency_key,
+                None,
+                s.queue_default_max_retries,
+                s.queue_default_timeout_secs,
             )
             if row is None:
                 raise _LostRace
@@ -284,8 +322,9 @@ async def accept(
     except _LostRace:
         row = None
     except asyncpg.DataError:
-        raise ValidationFailed("payload", "holds a value PostgreSQL cannot store (e.g. a \\u0000 escape)",
-                               rule="invalid") from None
+        raise ValidationFailed(
+            "payload", "holds a value PostgreSQL cannot store (e.g. a \\u0000 escape)", rule="invalid"
+        ) from None
     if row is None:
         # A concurrent redelivery won the insert; its row is visible to a new transaction.
         async with core.db.tenant(gate.org_id) as conn:
@@ -312,16 +351,28 @@ def _response(job_id: uuid.UUID, created: bool, queue: str, status: str) -> dict
 
 
 async def list_audit(
-    core: Core, principal: Principal, *, status: str | None, since: datetime | None, queue: str | None,
-    limit: int, offset: int,
+    core: Core,
+    principal: Principal,
+    *,
+    status: str | None,
+    since: datetime | None,
+    queue: str | None,
+    limit: int,
+    offset: int,
 ) -> list[dict[str, Any]]:
     if status not in AUDIT_STATUSES:
         status = None
     async with core.db.tenant(principal.org_id) as conn:
         rows = await conn.fetch(Q.list_ingest_audit, principal.org_id, status, since, queue, limit, offset)
     return [
-        {"id": str(r["id"]), "provider": r["provider"], "event_type": r["event_type"],
-         "matched_queue": r["matched_queue"], "job_id": None if r["job_id"] is None else str(r["job_id"]),
-         "status": r["status"], "created_at": ts(r["created_at"])}
+        {
+            "id": str(r["id"]),
+            "provider": r["provider"],
+            "event_type": r["event_type"],
+            "matched_queue": r["matched_queue"],
+            "job_id": None if r["job_id"] is None else str(r["job_id"]),
+            "status": r["status"],
+            "created_at": ts(r["created_at"]),
+        }
         for r in rows
     ]

@@ -68,8 +68,10 @@ def _unstorable(field: str) -> ValidationFailed:
                             rule="invalid")
 
 
-def backoff_delay_secs(retry_count: int, base: int, cap: int, jitter: float = 0.0, draw: float = 0.0) -> float:
-    """The retry delay of semantics.md §4, in seconds: min(base × 2^n, cap), plus jitter j × draw × delay
+def backoff_delay_secs(
+    retry_count: int, base: int, cap: int, jitter: float = 0.0, draw: float = 0.0
+) -> float:
+    """The retry delay of semantics.md §4, in seconds: min(base * 2^n, cap), plus jitter j * draw * delay
     (draw in [0, 1)) still capped. fail_job computes the same in SQL, inside the statement that requeues."""
     delay = min(float(cap), float(base) * 2.0 ** min(retry_count, 32))
     return min(float(cap), delay + draw * jitter * delay)

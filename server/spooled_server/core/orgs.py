@@ -22,8 +22,8 @@ from .errors import Conflict, NotFound, ValidationFailed
 
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 RESERVED_SLUGS = frozenset(
-    "admin api app auth dashboard docs help internal login logout metrics root settings signup status support "
-    "system test www".split()
+    "admin api app auth dashboard docs help internal login logout metrics root settings signup status "
+    "support system test www".split()
 )
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -53,8 +53,9 @@ def validate_org_fields(name: Any, slug: Any, billing_email: Any) -> None:
 
 
 def validate_email(billing_email: Any) -> None:
-    if billing_email is not None and (not isinstance(billing_email, str) or len(billing_email) > 254
-                                      or not EMAIL.match(billing_email)):
+    if billing_email is not None and (
+        not isinstance(billing_email, str) or len(billing_email) > 254 or not EMAIL.match(billing_email)
+    ):
         raise ValidationFailed("billing_email", "must be a valid email address", rule="format")
 
 
@@ -84,8 +85,9 @@ def validate_settings(value: Any, field: str = "settings") -> dict[str, Any]:
             raise ValidationFailed(f"{field}.ingest_secrets", "must be an object", rule="type")
         for provider, secret in secrets_.items():
             if not isinstance(secret, str) or not secret:
-                raise ValidationFailed(f"{field}.ingest_secrets.{provider}", "must be a non-empty string",
-                                       rule="type")
+                raise ValidationFailed(
+                    f"{field}.ingest_secrets.{provider}", "must be a non-empty string", rule="type"
+                )
     return value
 
 
@@ -95,7 +97,8 @@ def merge_settings(stored: dict[str, Any], new: dict[str, Any]) -> dict[str, Any
     merged = dict(new)
     if "webhook_token" not in merged and "webhook_token" in stored:
         merged["webhook_token"] = stored["webhook_token"]
-    stored_secrets = stored.get("ingest_secrets") if isinstance(stored.get("ingest_secrets"), dict) else {}
+    found = stored.get("ingest_secrets")
+    stored_secrets: dict[str, Any] = found if isinstance(found, dict) else {}
     if "ingest_secrets" not in merged:
         if stored_secrets:
             merged["ingest_secrets"] = stored_secrets
@@ -118,20 +121,40 @@ class IssuedKey:
 
 
 async def insert_api_key(
-    conn: asyncpg.Connection, org_id: uuid.UUID, name: str, queues: list[str], kind: str,
-    rate_limit: int | None = None, expires_at: datetime | None = None,
+    conn: asyncpg.Connection,
+    org_id: uuid.UUID,
+    name: str,
+    queues: list[str],
+    kind: str,
+    rate_limit: int | None = None,
+    expires_at: datetime | None = None,
 ) -> IssuedKey:
     key = generate_api_key(kind)
     key_id = uuid.uuid4()
     created = await conn.fetchval(
-        Q.insert_api_key, key_id, org_id, name, hash_api_key(key), key[:12], queues, rate_limit, expires_at,
+        Q.insert_api_key,
+        key_id,
+        org_id,
+        name,
+        hash_api_key(key),
+        key[:12],
+        queues,
+        rate_limit,
+        expires_at,
     )
     return IssuedKey(key_id, key, name, created, expires_at, queues)
 
 
 async def create_organization(
-    db: Database, *, name: str, slug: str, billing_email: str | None, plan_tier: str, key_kind: str,
-    settings: dict[str, Any] | None = None, custom_limits: dict[str, Any] | None = None,
+    db: Database,
+    *,
+    name: str,
+    slug: str,
+    billing_email: str | None,
+    plan_tier: str,
+    key_kind: str,
+    settings: dict[str, Any] | None = None,
+    custom_limits: dict[str, Any] | None = None,
 ) -> tuple[asyncpg.Record, IssuedKey]:
     """Create an organization with a fresh webhook token and its unrestricted "Initial Admin Key"."""
     validate_org_fields(name, slug, billing_email)
@@ -142,7 +165,14 @@ async def create_organization(
     async with db.maintenance() as conn:
         try:
             org = await conn.fetchrow(
-                Q.insert_organization, org_id, name, slug, plan_tier, billing_email, org_settings, custom_limits,
+                Q.insert_organization,
+                org_id,
+                name,
+                slug,
+                plan_tier,
+                billing_email,
+                org_settings,
+                custom_limits,
             )
         except asyncpg.UniqueViolationError as exc:
             if "slug" in (exc.constraint_name or ""):
@@ -187,8 +217,14 @@ def organization_to_wire(org: asyncpg.Record, *, admin: bool = False, scoped: bo
 
 
 def issued_key_to_wire(key: IssuedKey) -> dict[str, Any]:
-    return {"id": str(key.id), "key": key.key, "name": key.name, "created_at": _ts(key.created_at),
-            "expires_at": _ts(key.expires_at), "queues": key.queues}
+    return {
+        "id": str(key.id),
+        "key": key.key,
+        "name": key.name,
+        "created_at": _ts(key.created_at),
+        "expires_at": _ts(key.expires_at),
+        "queues": key.queues,
+    }
 
 
 # --- slugs (public) ---------------------------------------------------------------------------------------
@@ -224,10 +260,21 @@ async def check_slug(db: Database, raw: str | None) -> dict[str, Any]:
         problem = slug_problem(slug)
         if problem is not None:
             suggestion = await _unused_slug(conn, slugify(slug)) if slug else None
-            return {"available": False, "valid": False, "error": problem, "suggestion": suggestion, "slug": slug}
+            return {
+                "available": False,
+                "valid": False,
+                "error": problem,
+                "suggestion": suggestion,
+                "slug": slug,
+            }
         if await conn.fetchval(Q.slug_taken, slug):
-            return {"available": False, "valid": True, "error": "Slug is already taken",
-                    "suggestion": await _unused_slug(conn, slugify(slug)), "slug": slug}
+            return {
+                "available": False,
+                "valid": True,
+                "error": "Slug is already taken",
+                "suggestion": await _unused_slug(conn, slugify(slug)),
+                "slug": slug,
+            }
     return {"available": True, "valid": True, "error": None, "suggestion": None, "slug": slug}
 
 
@@ -262,8 +309,15 @@ async def list_organizations(db: Database, principal: Principal) -> list[dict[st
         org = await conn.fetchrow(Q.get_organization, principal.org_id)
     if org is None:
         return []
-    return [{"id": str(org["id"]), "name": org["name"], "slug": org["slug"],
-             "plan_tier": wire_tier(org["plan_tier"]), "created_at": _ts(org["created_at"])}]
+    return [
+        {
+            "id": str(org["id"]),
+            "name": org["name"],
+            "slug": org["slug"],
+            "plan_tier": wire_tier(org["plan_tier"]),
+            "created_at": _ts(org["created_at"]),
+        }
+    ]
 
 
 async def get_organization(db: Database, principal: Principal, org_id: uuid.UUID) -> dict[str, Any]:
@@ -274,7 +328,12 @@ async def get_organization(db: Database, principal: Principal, org_id: uuid.UUID
 
 
 async def update_organization(
-    db: Database, principal: Principal, org_id: uuid.UUID, *, name: Any = None, billing_email: Any = None,
+    db: Database,
+    principal: Principal,
+    org_id: uuid.UUID,
+    *,
+    name: Any = None,
+    billing_email: Any = None,
     settings: Any = None,
 ) -> dict[str, Any]:
     """PUT /organizations/{id}: `None` means "not given" for every field."""
@@ -286,10 +345,21 @@ async def update_organization(
     new_settings = None if settings is None else validate_settings(settings)
     async with db.tenant(principal.org_id) as conn:
         stored = await _load(conn, principal.org_id, lock=True)
-        merged = None if new_settings is None else merge_settings(json_object(stored["settings"]), new_settings)
+        merged = (
+            None if new_settings is None else merge_settings(json_object(stored["settings"]), new_settings)
+        )
         try:
-            org = await conn.fetchrow(Q.update_organization, principal.org_id, name, merged,
-                                      billing_email is not None, billing_email, None, False, None)
+            org = await conn.fetchrow(
+                Q.update_organization,
+                principal.org_id,
+                name,
+                merged,
+                billing_email is not None,
+                billing_email,
+                None,
+                False,
+                None,
+            )
         except asyncpg.UniqueViolationError:
             raise Conflict("An organization with this billing email already exists") from None
     return organization_to_wire(org)
@@ -382,7 +452,12 @@ def webhook_url(base_url: str, org_id: uuid.UUID) -> str:
 
 
 async def webhook_token(
-    db: Database, principal: Principal, org_id: uuid.UUID | None, base_url: str, *, action: str = "get",
+    db: Database,
+    principal: Principal,
+    org_id: uuid.UUID | None,
+    base_url: str,
+    *,
+    action: str = "get",
 ) -> dict[str, Any]:
     """Read (`get`), replace (`regenerate`) or remove (`clear`) the token of custom ingest."""
     org = own_org(principal, org_id)
@@ -391,8 +466,9 @@ async def webhook_token(
         if action == "get":
             row = await conn.fetchrow(Q.webhook_token, org)
         else:
-            row = await conn.fetchrow(Q.set_webhook_token, org,
-                                      new_webhook_token() if action == "regenerate" else None)
+            row = await conn.fetchrow(
+                Q.set_webhook_token, org, new_webhook_token() if action == "regenerate" else None
+            )
     if row is None:
         raise NotFound()
     return {"webhook_token": row["webhook_token"], "webhook_url": webhook_url(base_url, org)}
@@ -401,7 +477,9 @@ async def webhook_token(
 # --- usage ------------------------------------------------------------------------------------------------
 
 
-async def organization_usage(core: Any, principal: Principal, org_id: uuid.UUID | None = None) -> dict[str, Any]:
+async def organization_usage(
+    core: Any, principal: Principal, org_id: uuid.UUID | None = None
+) -> dict[str, Any]:
     """UsageInfo of the caller's organization, against its current plan and custom limits."""
     from .usage import usage_counts, usage_info
 

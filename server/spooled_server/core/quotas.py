@@ -106,7 +106,8 @@ class Quotas:
             return
         exists = await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM queue_configs WHERE organization_id = $1 AND queue_name = $2)"
-            " OR EXISTS (SELECT 1 FROM jobs WHERE organization_id = $1 AND queue_name = $2)",
+            " OR EXISTS (SELECT 1 FROM jobs WHERE organization_id = $1 AND queue_name = $2)"
+            " OR EXISTS (SELECT 1 FROM spooled_active_schedule_queues($1) WHERE schedule_queue = $2)",
             principal.org_id, queue,
         )
         if exists:
@@ -118,7 +119,8 @@ class Quotas:
     async def count_queues(self, conn: asyncpg.Connection, org_id: uuid.UUID) -> int:
         return int(await conn.fetchval(
             "SELECT count(*) FROM (SELECT queue_name FROM queue_configs WHERE organization_id = $1"
-            " UNION SELECT DISTINCT queue_name FROM jobs WHERE organization_id = $1) q",
+            " UNION SELECT DISTINCT queue_name FROM jobs WHERE organization_id = $1"
+            " UNION SELECT schedule_queue FROM spooled_active_schedule_queues($1)) q",
             org_id,
         ))
 

@@ -1,7 +1,8 @@
 """Rate limits (semantics.md §13): per organization, per API key, per client IP, failed logins, admin routes.
 
-The limiters speak to a `LimitBackend`. The in-process backend below is the one used without Redis (and the
-fallback when Redis is unreachable); a cluster-wide backend only has to implement the same two operations.
+The limiters speak to a `LimitBackend`. The in-process backend below serves deployments without Redis; a
+cluster-wide (Redis) backend implements the same two operations and falls back to this one when Redis is
+unreachable. `RateLimits.local` stays in-process for callers that cannot await (per gRPC stream message).
 Every check raises `RateLimited` (429 `RATE_LIMIT_EXCEEDED` with `Retry-After` and `X-RateLimit-*`).
 """
 
@@ -55,7 +56,9 @@ class LimitBackend(Protocol):
 class InMemoryBackend:
     """Per-process counters. Each replica enforces its own limits (no Redis), as the contract allows."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
+    ) -> None:
         self._clock = clock
         self._wall = wall
         self._buckets: dict[str, tuple[float, float, float, int]] = {}  # key -> (tokens, at, rate, burst)
@@ -74,11 +77,11 @@ class InMemoryBackend:
             tokens -= 1.0
             self._buckets[key] = (tokens, now, rate, capacity)
             full_in = (capacity - tokens) / rate if rate > 0 else 0.0
-            return Decision(True, capacity, int(tokens), int(math.ceil(wall + full_in)), 0)
+            return Decision(True, capacity, int(tokens), math.ceil(wall + full_in), 0)
         self._buckets[key] = (tokens, now, rate, capacity)
         wait = (1.0 - tokens) / rate if rate > 0 else 1.0
-        retry = max(1, int(math.ceil(wait)))
-        return Decision(False, capacity, 0, int(math.ceil(wall + wait)), retry)
+        retry = max(1, math.ceil(wait))
+        return Decision(False, capacity, 0, math.ceil(wall + wait), retry)
 
     def hit_window(self, key: str, limit: int, window_secs: int, cost: int = 1) -> Decision:
         self._maybe_prune(self._clock())
@@ -87,7 +90,7 @@ class InMemoryBackend:
         reset = start + window_secs
         stored = self._windows.get(key)
         count = stored[1] if stored is not None and stored[0] == start else 0
-        retry = max(1, int(math.ceil(reset - wall)))
+        retry = max(1, math.ceil(reset - wall))
         if cost == 0:
             allowed = count < limit
             return Decision(allowed, limit, max(0, limit - count), reset, 0 if allowed else retry)
@@ -137,13 +140,18 @@ class RateLimits:
         return float(limits.rate_limit_requests_per_second), int(limits.rate_limit_burst)
 
     async def limit_principal(self, principal: Principal, surface: str) -> None:
-        """Per-organization token bucket (one per surface: `rest`, `grpc`) and the key's own per-minute window."""
+        """The organization's token bucket (one per surface: `rest`, `grpc`), then the key's 60 s window."""
         rate, burst = self._org_limits(principal)
         if rate > 0:
-            (await self.backend.token_bucket(f"org:{surface}:{principal.org_id}", rate, burst)).raise_if_refused()
+            (
+                await self.backend.token_bucket(f"org:{surface}:{principal.org_id}", rate, burst)
+            ).raise_if_refused()
         if principal.rate_limit:
-            (await self.backend.fixed_window(f"key:{principal.key_id}", int(principal.rate_limit),
-                                             KEY_WINDOW_SECS)).raise_if_refused()
+            (
+                await self.backend.fixed_window(
+                    f"key:{principal.key_id}", int(principal.rate_limit), KEY_WINDOW_SECS
+                )
+            ).raise_if_refused()
 
     def check_principal(self, principal: Principal, surface: str) -> None:
         """The same limits for callers that cannot await; always counted in this process."""
@@ -151,8 +159,9 @@ class RateLimits:
         if rate > 0:
             self.local.take_token(f"org:{surface}:{principal.org_id}", rate, burst).raise_if_refused()
         if principal.rate_limit:
-            self.local.hit_window(f"key:{principal.key_id}", int(principal.rate_limit),
-                                  KEY_WINDOW_SECS).raise_if_refused()
+            self.local.hit_window(
+                f"key:{principal.key_id}", int(principal.rate_limit), KEY_WINDOW_SECS
+            ).raise_if_refused()
 
     # --- client IP ---------------------------------------------------------------------------------------
 
@@ -168,7 +177,9 @@ class RateLimits:
         per_minute = self.settings.admin_rate_limit_per_minute
         if per_minute <= 0:
             return
-        (await self.backend.fixed_window(f"admin:{client_ip}", per_minute, ADMIN_WINDOW_SECS)).raise_if_refused()
+        (
+            await self.backend.fixed_window(f"admin:{client_ip}", per_minute, ADMIN_WINDOW_SECS)
+        ).raise_if_refused()
 
     # --- failed logins -----------------------------------------------------------------------------------
 
@@ -178,8 +189,9 @@ class RateLimits:
 
     async def check_login(self, submitted_key: str) -> None:
         """Refuse a login while the submitted key has 5 failures in the current 60 s window."""
-        decision = await self.backend.fixed_window(self._login_key(submitted_key), LOGIN_MAX_FAILURES,
-                                                   LOGIN_WINDOW_SECS, cost=0)
+        decision = await self.backend.fixed_window(
+            self._login_key(submitted_key), LOGIN_MAX_FAILURES, LOGIN_WINDOW_SECS, cost=0
+        )
         decision.raise_if_refused()
 
     async def login_failed(self, submitted_key: str) -> None:

@@ -86,8 +86,12 @@ def usage_item(current: int, limit: int | None) -> dict[str, Any]:
         return {"current": current, "limit": None, "percentage": None, "is_disabled": False}
     if limit == 0:
         return {"current": current, "limit": 0, "percentage": None, "is_disabled": True}
-    return {"current": current, "limit": limit, "percentage": round(current * 100.0 / limit, 2),
-            "is_disabled": False}
+    return {
+        "current": current,
+        "limit": limit,
+        "percentage": round(current * 100.0 / limit, 2),
+        "is_disabled": False,
+    }
 
 
 def warnings(limits: PlanLimits, counts: dict[str, int]) -> list[dict[str, Any]]:
@@ -104,22 +108,30 @@ def warnings(limits: PlanLimits, counts: dict[str, int]) -> list[dict[str, Any]]
             continue
         severity = "critical" if percent >= 100.0 else "warning"
         if severity == "critical":
-            message = f"{LABELS[resource]} limit reached ({current}/{limit}) on the {limits.display_name} plan"
+            message = (
+                f"{LABELS[resource]} limit reached ({current}/{limit}) on the {limits.display_name} plan"
+            )
         else:
-            message = (f"{LABELS[resource]} at {percent:.0f}% of the {limits.display_name} plan limit "
-                       f"({current}/{limit})")
+            message = (
+                f"{LABELS[resource]} at {percent:.0f}% of the {limits.display_name} plan limit "
+                f"({current}/{limit})"
+            )
         found.append({"resource": resource, "message": message, "severity": severity})
     return found
 
 
-def usage_info(limits: PlanLimits, counts: dict[str, int], *, stored_tier: str, admin: bool) -> dict[str, Any]:
-    """UsageInfo (rest.md §3). Tenant routes show `enterprise` for `unlimited`; admin routes the stored tier."""
+def usage_info(
+    limits: PlanLimits, counts: dict[str, int], *, stored_tier: str, admin: bool
+) -> dict[str, Any]:
+    """UsageInfo (rest.md §3): tenant routes show `enterprise` for `unlimited`; admin, the stored tier."""
     return {
         "plan": stored_tier if admin else wire_tier(stored_tier),
         "plan_display_name": limits.display_name,
         "limits": limits.to_dict(),
-        "usage": {resource: usage_item(counts.get(resource, 0), getattr(limits, field))
-                  for resource, field in RESOURCES},
+        "usage": {
+            resource: usage_item(counts.get(resource, 0), getattr(limits, field))
+            for resource, field in RESOURCES
+        },
         "warnings": warnings(limits, counts),
     }
 
@@ -133,7 +145,9 @@ def like_patterns(queues: tuple[str, ...]) -> list[str]:
     return [q.replace("*", "%") for q in escaped]
 
 
-async def dashboard_numbers(conn: asyncpg.Connection, org_id: uuid.UUID, queues: tuple[str, ...] | None) -> dict[str, Any]:
+async def dashboard_numbers(
+    conn: asyncpg.Connection, org_id: uuid.UUID, queues: tuple[str, ...] | None
+) -> dict[str, Any]:
     """Jobs, queues, workers and the last hour of one organization (within a scoped key's queues)."""
     scope = None if queues is None else like_patterns(queues)
     jobs = await conn.fetchrow(Q.dashboard_jobs, org_id, scope)
@@ -154,8 +168,15 @@ async def dashboard_numbers(conn: asyncpg.Connection, org_id: uuid.UUID, queues:
             "avg_wait_time_ms": ms(jobs["avg_wait_ms"]),
             "avg_processing_time_ms": ms(jobs["avg_processing_ms"]),
         },
-        "queues": [{"name": r["name"], "pending": int(r["pending"]), "processing": int(r["processing"]),
-                    "paused": bool(r["paused"])} for r in queue_rows],
+        "queues": [
+            {
+                "name": r["name"],
+                "pending": int(r["pending"]),
+                "processing": int(r["processing"]),
+                "paused": bool(r["paused"]),
+            }
+            for r in queue_rows
+        ],
         "workers": {
             "total": int(workers["total"]),
             "healthy": int(workers["healthy"]),

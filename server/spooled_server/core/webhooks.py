@@ -48,9 +48,20 @@ from .jobs import ts
 log = logging.getLogger(__name__)
 
 EVENTS = (
-    "job.created", "job.started", "job.completed", "job.failed", "job.cancelled", "job.deadlettered",
-    "job.retried", "queue.paused", "queue.resumed", "worker.registered", "worker.deregistered",
-    "schedule.triggered", "workflow.completed", "workflow.failed",
+    "job.created",
+    "job.started",
+    "job.completed",
+    "job.failed",
+    "job.cancelled",
+    "job.deadlettered",
+    "job.retried",
+    "queue.paused",
+    "queue.resumed",
+    "worker.registered",
+    "worker.deregistered",
+    "schedule.triggered",
+    "workflow.completed",
+    "workflow.failed",
 )
 DELIVERY_STATUSES = ("pending", "success", "failed")
 USER_AGENT = "Spooled-Webhooks/1"
@@ -68,7 +79,9 @@ STOP_GRACE_SECS = 5.0
 # --- the outbox ------------------------------------------------------------------------------------------
 
 
-async def enqueue_event(conn: asyncpg.Connection, org_id: uuid.UUID | str, event: str, data: dict[str, Any]) -> int:
+async def enqueue_event(
+    conn: asyncpg.Connection, org_id: uuid.UUID | str, event: str, data: dict[str, Any]
+) -> int:
     """Write the deliveries of one event inside the caller's transaction; returns how many were written.
 
     Costs one index probe on a tiny table when the organization has no webhook for `event`. The dispatcher
@@ -77,14 +90,15 @@ async def enqueue_event(conn: asyncpg.Connection, org_id: uuid.UUID | str, event
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
     # JSON text, not a jsonb parameter: the helper must not depend on the connection's type codecs.
-    status = await conn.execute(Q.insert_webhook_event, uuid.UUID(str(org_id)), event,
-                                msgspec.json.encode(data).decode())
+    status = await conn.execute(
+        Q.insert_webhook_event, uuid.UUID(str(org_id)), event, msgspec.json.encode(data).decode()
+    )
     return int(status.split()[-1])
 
 
 def backoff_secs(attempts: int, base: float) -> float:
-    """Delay after the `attempts`-th failed attempt: min(base × 4^(attempts−1), 3600)."""
-    exponent = max(0, min(attempts - 1, 16))  # 4^16 × any sane base is far past the cap
+    """Delay after the `attempts`-th failed attempt: min(base x 4^(attempts-1), 3600)."""
+    exponent = max(0, min(attempts - 1, 16))  # 4^16 x any sane base is far past the cap
     return float(min(base * 4.0**exponent, BACKOFF_CAP_SECS))
 
 
@@ -120,7 +134,7 @@ class TargetRejected(Exception):
 def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    # is_global excludes loopback, private, link-local (cloud metadata lives there), shared and reserved space.
+    # is_global excludes loopback, private, link-local (cloud metadata lives there), shared, reserved space.
     return ip.is_global and not ip.is_multicast
 
 
@@ -158,7 +172,8 @@ class TargetPolicy:
             return literal
         try:
             infos = await asyncio.wait_for(
-                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_SECS
+                asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
+                RESOLVE_TIMEOUT_SECS,
             )
         except (OSError, TimeoutError):
             raise TargetRejected(f"host {host} does not resolve") from None
@@ -195,15 +210,23 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
         self._inner = httpcore.AnyIOBackend()
 
     async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's backend interface
+        local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         address = await self._policy.address(host, port)
-        return await self._inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                             socket_options=socket_options)
+        return await self._inner.connect_tcp(
+            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
     async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's backend interface
+        socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         raise TargetRejected("unix sockets are not webhook targets")
 
@@ -243,8 +266,15 @@ class AttemptResult:
 
 
 async def post_signed(
-    client: httpx.AsyncClient, policy: TargetPolicy, url: str, *, secret: str | None, event: str,
-    delivery_id: str, attempt: int, body: bytes,
+    client: httpx.AsyncClient,
+    policy: TargetPolicy,
+    url: str,
+    *,
+    secret: str | None,
+    event: str,
+    delivery_id: str,
+    attempt: int,
+    body: bytes,
 ) -> AttemptResult:
     """One signed POST; never raises for anything the target does."""
     started = time.perf_counter()
@@ -384,8 +414,14 @@ class WebhookDispatcher:
     async def _deliver(self, row: asyncpg.Record) -> None:
         attempt = int(row["attempts"]) + 1
         result = await post_signed(
-            self.client, self.policy, row["url"], secret=row["secret"], event=row["event"],
-            delivery_id=str(row["id"]), attempt=attempt, body=bytes(row["payload"]),
+            self.client,
+            self.policy,
+            row["url"],
+            secret=row["secret"],
+            event=row["event"],
+            delivery_id=str(row["id"]),
+            attempt=attempt,
+            body=bytes(row["payload"]),
         )
         if result.ok:
             outcome, delay = "success", 0.0
@@ -398,12 +434,25 @@ class WebhookDispatcher:
             asyncio.get_running_loop().call_later(delay, self._wake.set)
 
     async def record(
-        self, delivery_id: uuid.UUID, attempt: int, outcome: str, result: AttemptResult, delay: float,
+        self,
+        delivery_id: uuid.UUID,
+        attempt: int,
+        outcome: str,
+        result: AttemptResult,
+        delay: float,
         conn: asyncpg.Connection | None = None,
     ) -> bool:
         """Book one attempt; False when the row was no longer ours (deleted, or booked by someone else)."""
-        args = (delivery_id, attempt, outcome, result.status_code, result.response_body, result.error,
-                float(delay), AUTO_DISABLE_AFTER)
+        args = (
+            delivery_id,
+            attempt,
+            outcome,
+            result.status_code,
+            result.response_body,
+            result.error,
+            float(delay),
+            AUTO_DISABLE_AFTER,
+        )
         if conn is None:
             async with self.core.db.maintenance() as own:
                 booked = await own.fetchrow(Q.record_webhook_attempt, *args)
@@ -498,8 +547,9 @@ async def create_webhook(
     async with core.db.tenant(principal.org_id) as conn:
         if enabled:
             await _check_quota(core, conn, principal)
-        row = await conn.fetchrow(Q.insert_webhook, uuid.uuid4(), principal.org_id, name, target, chosen, key,
-                                  enabled)
+        row = await conn.fetchrow(
+            Q.insert_webhook, uuid.uuid4(), principal.org_id, name, target, chosen, key, enabled
+        )
     if enabled:
         dispatcher(core).org_has_webhooks(principal.org_id)
     return webhook_to_wire(row)
@@ -517,8 +567,15 @@ _UNSET: Any = msgspec.UNSET
 
 
 async def update_webhook(
-    core: Core, principal: Principal, webhook_id: uuid.UUID, *, name: Any = _UNSET, url: Any = _UNSET,
-    events: Any = _UNSET, secret: Any = _UNSET, enabled: Any = _UNSET,
+    core: Core,
+    principal: Principal,
+    webhook_id: uuid.UUID,
+    *,
+    name: Any = _UNSET,
+    url: Any = _UNSET,
+    events: Any = _UNSET,
+    secret: Any = _UNSET,
+    enabled: Any = _UNSET,
 ) -> dict[str, Any]:
     """PUT semantics: omitted fields keep their value; `secret: null` clears the secret."""
     new_name = None if name is _UNSET or name is None else v.text(name, "name", 1, 255)
@@ -535,8 +592,17 @@ async def update_webhook(
             raise NotFound()
         if new_enabled and not current["enabled"]:
             await _check_quota(core, conn, principal)
-        row = await conn.fetchrow(Q.update_webhook, webhook_id, principal.org_id, new_name, new_url, new_events,
-                                  replace_secret, new_secret, new_enabled)
+        row = await conn.fetchrow(
+            Q.update_webhook,
+            webhook_id,
+            principal.org_id,
+            new_name,
+            new_url,
+            new_events,
+            replace_secret,
+            new_secret,
+            new_enabled,
+        )
         if not row["enabled"]:
             await conn.execute(Q.drop_pending_deliveries, webhook_id, principal.org_id)
     if row["enabled"]:
@@ -559,19 +625,33 @@ async def test_webhook(core: Core, principal: Principal, webhook_id: uuid.UUID) 
         raise NotFound()
     from ..events.bus import now_iso
 
-    body = msgspec.json.encode({
-        "event": "webhook.test",
-        "webhook_id": str(row["id"]),
-        "organization_id": str(row["organization_id"]),
-        "timestamp": now_iso(),
-        "test": True,
-        "message": "This is a test delivery from Spooled.",
-    })
+    body = msgspec.json.encode(
+        {
+            "event": "webhook.test",
+            "webhook_id": str(row["id"]),
+            "organization_id": str(row["organization_id"]),
+            "timestamp": now_iso(),
+            "test": True,
+            "message": "This is a test delivery from Spooled.",
+        }
+    )
     d = dispatcher(core)
-    result = await post_signed(d.client, d.policy, row["url"], secret=row["secret"], event="webhook.test",
-                               delivery_id=str(uuid.uuid4()), attempt=1, body=body)
-    return {"success": result.ok, "status_code": result.status_code, "response_time_ms": result.elapsed_ms,
-            "error": result.error}
+    result = await post_signed(
+        d.client,
+        d.policy,
+        row["url"],
+        secret=row["secret"],
+        event="webhook.test",
+        delivery_id=str(uuid.uuid4()),
+        attempt=1,
+        body=body,
+    )
+    return {
+        "success": result.ok,
+        "status_code": result.status_code,
+        "response_time_ms": result.elapsed_ms,
+        "error": result.error,
+    }
 
 
 async def list_deliveries(
@@ -582,7 +662,9 @@ async def list_deliveries(
     async with core.db.tenant(principal.org_id) as conn:
         if await conn.fetchrow(Q.get_webhook, webhook_id, principal.org_id) is None:
             raise NotFound()
-        rows = await conn.fetch(Q.list_webhook_deliveries, webhook_id, principal.org_id, status, limit, offset)
+        rows = await conn.fetch(
+            Q.list_webhook_deliveries, webhook_id, principal.org_id, status, limit, offset
+        )
     return [delivery_to_wire(r) for r in rows]
 
 
@@ -603,8 +685,16 @@ async def retry_delivery(
             raise Conflict("Delivery is being attempted right now")
         await conn.execute(Q.hold_webhook_delivery, delivery_id, CLAIM_LEASE_SECS)
     attempt = int(row["attempts"]) + 1
-    result = await post_signed(d.client, d.policy, row["url"], secret=row["secret"], event=row["event"],
-                               delivery_id=str(delivery_id), attempt=attempt, body=bytes(row["payload"]))
+    result = await post_signed(
+        d.client,
+        d.policy,
+        row["url"],
+        secret=row["secret"],
+        event=row["event"],
+        delivery_id=str(delivery_id),
+        attempt=attempt,
+        body=bytes(row["payload"]),
+    )
     if result.ok:
         outcome, delay = "success", 0.0
     elif row["status"] == "failed":

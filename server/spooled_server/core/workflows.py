@@ -305,7 +305,7 @@ async def after_complete(
     """After a completion committed: open dependents the completing statement could not see as ready, and
     bring the workflow's counters and status up to date."""
     async with core.db.tenant(org_id) as conn:
-        released = []
+        released = await conn.fetch(Q.release_dependents, org_id, [job_id]) if waiting_dependents else []
         wfs = {workflow_id} if workflow_id is not None else set()
         wfs.update(r["workflow_id"] for r in released if r["workflow_id"] is not None)
         changed = await _refresh(conn, org_id, wfs)

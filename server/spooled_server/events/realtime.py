@@ -3,8 +3,8 @@
 Transport-free: the HTTP edge (api/realtime.py) opens a `Connection`, then drains it. The hub listens to
 the bus (local events and those fanned in from other replicas) and offers each event to the connections of
 its organization: key scope first (re-checked for every event), then the connection's filters. Each
-connection buffers at most `BUFFER_LIMIT` events (and `BUFFER_BYTES_LIMIT` bytes); a consumer that falls that far behind is disconnected, so
-a slow client never slows a producer or other clients.
+connection buffers at most `BUFFER_LIMIT` events (and `BUFFER_BYTES_LIMIT` bytes); a consumer that falls
+that far behind is disconnected, so a slow client never slows a producer or other clients.
 
 Each organization with a connection (or one that ended less than `RESUME_GRACE_SECS` ago) keeps the last
 `RING_SIZE` events, so an SSE client reconnecting with `Last-Event-ID` gets what it missed (best effort).
@@ -29,6 +29,7 @@ BUFFER_BYTES_LIMIT = 4 * 1024 * 1024  # large events (results) bound memory befo
 MAX_CONNECTIONS_PER_KIND = 100
 RING_SIZE = 1000
 RESUME_GRACE_SECS = 120.0
+UNSTARTED_TIMEOUT_SECS = 30.0
 CONNECTION_RETRY_AFTER_SECS = 5
 
 
@@ -83,6 +84,8 @@ class Connection:
         self.closed = False
         self.close_reason: str | None = None
         self.wake = asyncio.Event()
+        self.opened = time.monotonic()
+        self.started = False  # set by the edge once it streams; a response that never started is swept
 
     def accepts(self, event: Event) -> bool:
         if not self.principal.unrestricted:
@@ -203,7 +206,14 @@ class RealtimeHub:
             self.fanout.watch(self._watched())
 
     def housekeeping(self) -> None:
-        """Expire resume buffers and refresh the interest set (called every few seconds)."""
+        """Expire resume buffers, drop connections whose response never started (the client left before
+        the first byte, so no stream ever ran to release them) and refresh the interest set."""
+        stale = time.monotonic() - UNSTARTED_TIMEOUT_SECS
+        for conns in list(self._by_org.values()):
+            for conn in list(conns):
+                if not conn.started and conn.opened < stale:
+                    conn.close("stream never started")
+                    self.release(conn)
         self._update_interest()
 
     # --- events ---------------------------------------------------------------------------------------

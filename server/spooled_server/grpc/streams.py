@@ -152,6 +152,7 @@ class _Session:
         self.room = asyncio.Event()  # the reader may read on
         self.room.set()
         self.eof = False
+        self.read_error: BaseException | None = None  # a request that could not be read (malformed)
         self.replies: deque[list[tuple[pb.ProcessResponse, int]] | None] = deque()
         self.replies_ready = asyncio.Event()
         self.writer_room = asyncio.Event()
@@ -176,6 +177,10 @@ class _Session:
                     return
                 self.inbox.append(request)
                 self.input_ready.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.read_error = exc
         finally:
             self.eof = True
             self.input_ready.set()
@@ -202,6 +207,8 @@ class _Session:
 
     async def run(self, reader: asyncio.Task[None], writer: asyncio.Task[None]) -> None:
         while not self.rt.closing and not writer.done():
+            if self.read_error is not None:
+                return  # a broken stream: nothing more is delivered, its claims go back
             if not self.inbox:
                 if self.eof:
                     break
@@ -368,7 +375,8 @@ async def process_jobs(rt: Runtime, context: grpc.aio.ServicerContext) -> None:
             with contextlib.suppress(BaseException):
                 await task
         session.release_undelivered()
-        if writer.done() and not writer.cancelled() and writer.exception() is not None:
-            log.debug("ProcessJobs writer ended: %r", writer.exception())
     if rt.closing:
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+    if session.read_error is not None:
+        log.info("ProcessJobs: unreadable request (%s); the stream is ended", type(session.read_error).__name__)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Malformed request message")

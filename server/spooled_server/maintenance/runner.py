@@ -140,16 +140,18 @@ class Maintenance:
     async def recover_leases(self) -> int:
         """Transition 8: expired leases go back to pending (no backoff) or to the DLQ."""
         async with self.core.db.maintenance() as conn:
-            rows = await conn.fetch(Q.recover_expired_leases, "Lease expired", None, True)
+            rows = await conn.fetch(Q.recover_expired_leases, "Lease expired", None, True, None)
         self._after_requeue(rows, "Lease expired")
         return len(rows)
 
-    async def recover_worker_jobs(self, worker_ids: list[str]) -> int:
-        """Transition 9: jobs of workers that went stale."""
-        if not worker_ids:
+    async def recover_worker_jobs(self, workers: list[tuple[Any, str]]) -> int:
+        """Transition 9: jobs of workers that went stale, as (organization id, worker id) pairs. Worker ids
+        are chosen by clients, so another organization may use the same one for a live worker."""
+        if not workers:
             return 0
         async with self.core.db.maintenance() as conn:
-            rows = await conn.fetch(Q.recover_expired_leases, "Worker offline", worker_ids, False)
+            rows = await conn.fetch(Q.recover_expired_leases, "Worker offline", [w for _, w in workers], False,
+                                    [org for org, _ in workers])
         self._after_requeue(rows, "Worker offline")
         return len(rows)
 
@@ -174,7 +176,7 @@ class Maintenance:
             stale = await conn.fetch(Q.mark_stale_workers, float(s.stale_worker_after_secs))
         for r in stale:
             self.core.bus.publish(r["organization_id"], "WorkerDeregistered", {"worker_id": r["id"]})
-        await self.recover_worker_jobs([r["id"] for r in stale])
+        await self.recover_worker_jobs([(r["organization_id"], r["id"]) for r in stale])
         await self.retention()
 
     async def retention(self) -> int:

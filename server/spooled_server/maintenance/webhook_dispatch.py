@@ -20,8 +20,9 @@ async def delete_old_webhook_rows(core: Core) -> int:
     """Finished deliveries and ingest audit rows older than the plan's history retention (semantics §19)."""
     plans = [core.plans.limits(t) for t in TIERS]
     async with core.db.maintenance() as conn:
-        deleted = await conn.fetchval(Q.delete_old_webhook_rows, [p.tier for p in plans],
-                                      [p.history_retention_days for p in plans])
+        deleted = await conn.fetchval(
+            Q.delete_old_webhook_rows, [p.tier for p in plans], [p.history_retention_days for p in plans]
+        )
     return int(deleted or 0)
 
 

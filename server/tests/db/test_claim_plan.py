@@ -37,19 +37,27 @@ def loaded_db(database: TestDatabase) -> Iterator[str]:
         try:
             await migrate(conn)
             await install_hot(conn)
-            await conn.execute("INSERT INTO organizations (id, name, slug) VALUES ($1, 'A', 'plan-a'), ($2, 'B', 'plan-b')",
-                               ORG_A, ORG_B)
-            # Pending work in 2 orgs × 2 queues with mixed priorities, plus a finished history.
+            await conn.execute(
+                "INSERT INTO organizations (id, name, slug) VALUES ($1, 'A', 'plan-a'), ($2, 'B', 'plan-b')",
+                ORG_A,
+                ORG_B,
+            )
+            # Pending work in 2 orgs x 2 queues with mixed priorities, plus a finished history.
             await conn.execute(
                 """
-                INSERT INTO jobs (id, organization_id, queue_name, status, payload, max_retries, timeout_seconds,
+                INSERT INTO jobs (id, organization_id, queue_name, status, payload, max_retries,
+                                  timeout_seconds,
                                   priority, created_at)
                 SELECT gen_random_uuid(), CASE WHEN g % 2 = 0 THEN $1::uuid ELSE $2::uuid END,
                        CASE WHEN g % 4 < 2 THEN 'emails' ELSE 'reports' END,
                        CASE WHEN g <= $3 THEN 'pending' ELSE 'completed' END,
                        jsonb_build_object('n', g), 3, 300, (g % 5) - 2, now() - make_interval(secs => g)
                 FROM generate_series(1, $3 + 10000) AS g
-                """, ORG_A, ORG_B, PENDING)
+                """,
+                ORG_A,
+                ORG_B,
+                PENDING,
+            )
             await conn.execute("ANALYZE")
         finally:
             await conn.close()
@@ -65,8 +73,10 @@ async def traced(loaded_db: str) -> AsyncIterator[tuple[asyncpg.Connection, list
     plans: list[str] = []
     conn.add_log_listener(lambda _c, msg: plans.append(msg.message))
     await conn.execute(
-        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; SET auto_explain.log_nested_statements = on;"
-        " SET auto_explain.log_level = 'notice'; SET client_min_messages = 'notice'")
+        "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0;"
+        " SET auto_explain.log_nested_statements = on;"
+        " SET auto_explain.log_level = 'notice'; SET client_min_messages = 'notice'"
+    )
     try:
         yield conn, plans
     finally:
@@ -75,8 +85,12 @@ async def traced(loaded_db: str) -> AsyncIterator[tuple[asyncpg.Connection, list
 
 def _indexed(plan: str) -> bool:
     """Picks through the claim index and updates by primary key: no scan of the organization's jobs."""
-    return ("jobs_claim_idx" in plan and "jobs_pkey" in plan
-            and "Seq Scan on jobs" not in plan and "Bitmap Heap Scan on jobs" not in plan)
+    return (
+        "jobs_claim_idx" in plan
+        and "jobs_pkey" in plan
+        and "Seq Scan on jobs" not in plan
+        and "Bitmap Heap Scan on jobs" not in plan
+    )
 
 
 def _claim_plans(plans: list[str]) -> list[str]:
@@ -84,7 +98,9 @@ def _claim_plans(plans: list[str]) -> list[str]:
     return [p for p in plans if "LockRows" in p and "Update on jobs" in p]
 
 
-async def test_the_server_claim_path_uses_the_claim_index(traced: tuple[asyncpg.Connection, list[str]]) -> None:
+async def test_the_server_claim_path_uses_the_claim_index(
+    traced: tuple[asyncpg.Connection, list[str]],
+) -> None:
     conn, plans = traced
     # Even a session that asks for generic plans gets a custom plan for claims.
     await conn.execute("SET plan_cache_mode = force_generic_plan; SET ROLE spooled_app")
@@ -105,7 +121,7 @@ async def test_the_generic_plan_and_the_guard_against_it(
     await conn.execute("SET ROLE spooled_app")
     await conn.execute("SELECT set_config('app.current_org_id', $1, false)", str(ORG_A))
     await conn.execute(f"PREPARE claim_probe(uuid, text, int, text, float8) AS {Q.claim_jobs}")
-    args = "'{}'::uuid, 'emails', 10, 'w1', 30".format(ORG_A)
+    args = f"'{ORG_A}'::uuid, 'emails', 10, 'w1', 30"
     await conn.execute("SET plan_cache_mode = force_custom_plan")
     custom = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE claim_probe({args})"))
     assert _indexed(custom), custom
@@ -117,7 +133,8 @@ async def test_the_generic_plan_and_the_guard_against_it(
         assert "force_custom_plan" in HOT_QUERIES["claim_jobs"]
     config = await conn.fetchval(
         "SELECT p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-        " WHERE n.nspname = 'spooled_hot' AND p.proname = 'claim_jobs'")
+        " WHERE n.nspname = 'spooled_hot' AND p.proname = 'claim_jobs'"
+    )
     assert config is not None and "plan_cache_mode=force_custom_plan" in config
     # Reads that take the claim-like shape through the transaction helper ask for custom plans too.
     db = Database(loaded_db, pool_size=1, maintenance_pool_size=1)

@@ -26,8 +26,10 @@ from ..support import TestDatabase
 
 SNAPSHOT = Path(spooled_server.db.__file__).parent / "schema.sql"
 UPDATE_ENV = "SPOOLED_UPDATE_SCHEMA_SNAPSHOT"
-REGENERATE = (f"cd server && {UPDATE_ENV}=1 ../.venv/bin/pytest tests/db/test_schema_snapshot.py "
-              "(then commit spooled_server/db/schema.sql)")
+REGENERATE = (
+    f"cd server && {UPDATE_ENV}=1 ../.venv/bin/pytest tests/db/test_schema_snapshot.py "
+    "(then commit spooled_server/db/schema.sql)"
+)
 HEADER = (
     "-- The schema that migrations/*.sql produce, as pg_dump --schema-only prints it (normalised).\n"
     "-- Generated; do not edit. tests/db/test_schema_snapshot.py proves it matches the migrations.\n"
@@ -59,7 +61,10 @@ def normalise(dump: str) -> str:
 def dump_schema(url: str) -> str:
     out = subprocess.run(
         [str(pg_dump()), "--schema-only", "--no-owner", "--no-privileges", "--dbname", url],
-        check=True, capture_output=True, text=True, timeout=120,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     return normalise(out.stdout)
 
@@ -89,15 +94,22 @@ def test_migrations_match_the_schema_snapshot(database: TestDatabase) -> None:
     assert SNAPSHOT.exists(), f"{SNAPSHOT} is missing. Generate it: {REGENERATE}"
     expected = normalise(SNAPSHOT.read_text(encoding="utf-8"))
     if actual != expected:
-        diff = "".join(difflib.unified_diff(
-            expected.splitlines(keepends=True), actual.splitlines(keepends=True),
-            "spooled_server/db/schema.sql (committed)", "schema from migrations/*.sql", n=2))
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(keepends=True),
+                actual.splitlines(keepends=True),
+                "spooled_server/db/schema.sql (committed)",
+                "schema from migrations/*.sql",
+                n=2,
+            )
+        )
         if len(diff) > 6000:
             diff = diff[:6000] + "\n… (diff truncated)\n"
         raise AssertionError(
             "The schema snapshot is out of date with the migrations.\n"
-            f"If the migration change is intended, regenerate the snapshot and commit it:\n    {REGENERATE}\n\n"
-            + diff)
+            "If the migration change is intended, regenerate the snapshot and commit it:\n"
+            f"    {REGENERATE}\n\n" + diff
+        )
 
 
 def test_normalise_drops_only_noise() -> None:

@@ -63,10 +63,11 @@ class Client:
             metadata=self.metadata)
         return list(reply.jobs)
 
-    async def complete(self, job: pb.Job, worker: str = "w1", **fields: Any) -> pb.CompleteResponse:
+    async def complete(self, job: pb.Job, worker: str = "w1", lease_id: str | None = None,
+                       **fields: Any) -> pb.CompleteResponse:
+        lease = job.lease_id if lease_id is None else lease_id
         return await self.queue.Complete(
-            pb.CompleteRequest(job_id=job.id, worker_id=worker, lease_id=job.lease_id, **fields),
-            metadata=self.metadata)
+            pb.CompleteRequest(job_id=job.id, worker_id=worker, lease_id=lease, **fields), metadata=self.metadata)
 
     async def get(self, job_id: str) -> pb.Job:
         return (await self.queue.GetJob(pb.GetJobRequest(job_id=job_id), metadata=self.metadata)).job
@@ -117,3 +118,13 @@ async def eventually(predicate: Any, timeout: float = 10.0, interval: float = 0.
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(interval)
+
+
+async def final_status(call: Any) -> tuple[grpc.StatusCode, str]:
+    """Read a stream to its end; its status code and details (messages on the way are dropped)."""
+    try:
+        while await call.read() is not grpc.aio.EOF:
+            pass
+    except grpc.aio.AioRpcError as exc:
+        return exc.code(), exc.details() or ""
+    return await call.code(), await call.details()

@@ -1,4 +1,4 @@
-"""Small helpers for the job-lifecycle tests: the worker protocol over real HTTP, and moving time in the DB."""
+"""Helpers for the job-lifecycle tests: the worker protocol over real HTTP, and moving time in the DB."""
 
 from __future__ import annotations
 
@@ -51,16 +51,21 @@ async def aenqueue(c: httpx.AsyncClient, queue: str, payload: Any = None, **fiel
     return str(r.json()["id"])
 
 
-def claim(c: httpx.Client, queue: str, worker: str = "w1", limit: int = 1, **fields: Any) -> list[dict[str, Any]]:
+def claim(
+    c: httpx.Client, queue: str, worker: str = "w1", limit: int = 1, **fields: Any
+) -> list[dict[str, Any]]:
     r = c.post(f"{API}/jobs/claim", json={"queue_name": queue, "worker_id": worker, "limit": limit, **fields})
     assert r.status_code == 200, r.text
     jobs: list[dict[str, Any]] = r.json()["jobs"]
     return jobs
 
 
-async def aclaim(c: httpx.AsyncClient, queue: str, worker: str = "w1", limit: int = 1,
-                 **fields: Any) -> list[dict[str, Any]]:
-    r = await c.post(f"{API}/jobs/claim", json={"queue_name": queue, "worker_id": worker, "limit": limit, **fields})
+async def aclaim(
+    c: httpx.AsyncClient, queue: str, worker: str = "w1", limit: int = 1, **fields: Any
+) -> list[dict[str, Any]]:
+    r = await c.post(
+        f"{API}/jobs/claim", json={"queue_name": queue, "worker_id": worker, "limit": limit, **fields}
+    )
     assert r.status_code == 200, r.text
     jobs: list[dict[str, Any]] = r.json()["jobs"]
     return jobs
@@ -72,7 +77,9 @@ def claim_one(c: httpx.Client, queue: str, worker: str = "w1", **fields: Any) ->
     return jobs[0]
 
 
-def complete(c: httpx.Client, job_id: str, worker: str, lease: str | None, result: Any = None) -> httpx.Response:
+def complete(
+    c: httpx.Client, job_id: str, worker: str, lease: str | None, result: Any = None
+) -> httpx.Response:
     body: dict[str, Any] = {"worker_id": worker, "lease_id": lease}
     if result is not None:
         body["result"] = result
@@ -84,8 +91,10 @@ def fail(c: httpx.Client, job_id: str, worker: str, lease: str | None, error: st
 
 
 def heartbeat(c: httpx.Client, job_id: str, worker: str, lease: str | None, secs: int = 30) -> httpx.Response:
-    return c.post(f"{API}/jobs/{job_id}/heartbeat",
-                  json={"worker_id": worker, "lease_id": lease, "lease_duration_secs": secs})
+    return c.post(
+        f"{API}/jobs/{job_id}/heartbeat",
+        json={"worker_id": worker, "lease_id": lease, "lease_duration_secs": secs},
+    )
 
 
 def get_job(c: httpx.Client, job_id: str) -> dict[str, Any]:
@@ -102,13 +111,14 @@ def history(c: httpx.Client, job_id: str, **params: Any) -> list[dict[str, Any]]
     return rows
 
 
-# --- the database as the schema owner ------------------------------------------------------------------------
+# --- the database as the schema owner -------------------------------------------------------------------
 
 
 async def expire_lease(owner_db: asyncpg.Connection, job_id: str) -> None:
     """Move the lease into the past, as if the worker had gone silent."""
     status = await owner_db.execute(
-        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1 AND status = 'processing'",
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second'"
+        " WHERE id = $1 AND status = 'processing'",
         uuid.UUID(job_id),
     )
     assert status == "UPDATE 1", status
@@ -131,7 +141,12 @@ async def scoped_key(owner_db: asyncpg.Connection, org_id: str, queues: list[str
     await owner_db.execute(
         "INSERT INTO api_keys (id, organization_id, name, key_hash, key_prefix, queues)"
         " VALUES ($1, $2, $3, $4, $5, $6)",
-        uuid.uuid4(), uuid.UUID(org_id), "scoped", hash_api_key(key), key[:12], queues,
+        uuid.uuid4(),
+        uuid.UUID(org_id),
+        "scoped",
+        hash_api_key(key),
+        key[:12],
+        queues,
     )
     return key
 

@@ -11,8 +11,17 @@ import pytest
 
 from ..support import Tenant, create_tenant
 
-SUMMARY_FIELDS = {"id", "name", "key_prefix", "queues", "rate_limit", "is_active", "created_at", "last_used",
-                  "expires_at"}
+SUMMARY_FIELDS = {
+    "id",
+    "name",
+    "key_prefix",
+    "queues",
+    "rate_limit",
+    "is_active",
+    "created_at",
+    "last_used",
+    "expires_at",
+}
 KEY_FORMAT = re.compile(r"^sp_test_[A-Za-z0-9_-]{43}$")
 
 
@@ -38,8 +47,9 @@ def test_create_returns_the_raw_key_once(tenant: Tenant) -> None:
 async def test_only_the_hash_is_stored(tenant: Tenant, owner_db: asyncpg.Connection) -> None:
     with tenant.client() as c:
         created = c.post("/api/v1/api-keys", json={"name": "hashed"}).json()
-    row = await owner_db.fetchrow("SELECT key_hash, key_prefix FROM api_keys WHERE id = $1",
-                                  uuid.UUID(created["id"]))
+    row = await owner_db.fetchrow(
+        "SELECT key_hash, key_prefix FROM api_keys WHERE id = $1", uuid.UUID(created["id"])
+    )
     import hashlib
 
     assert row["key_hash"] == hashlib.sha256(created["key"].encode()).hexdigest()
@@ -49,8 +59,9 @@ async def test_only_the_hash_is_stored(tenant: Tenant, owner_db: asyncpg.Connect
 def test_list_is_newest_first_and_includes_revoked_keys(tenant: Tenant) -> None:
     with tenant.client() as c:
         first = c.post("/api/v1/api-keys", json={"name": "first"}).json()
-        second = c.post("/api/v1/api-keys", json={"name": "second", "queues": ["a", "b.*"],
-                                                  "rate_limit": 600}).json()
+        second = c.post(
+            "/api/v1/api-keys", json={"name": "second", "queues": ["a", "b.*"], "rate_limit": 600}
+        ).json()
         assert c.delete(f"/api/v1/api-keys/{first['id']}").status_code == 204
         keys = c.get("/api/v1/api-keys").json()
     names = [k["name"] for k in keys]
@@ -81,24 +92,28 @@ async def test_expired_key_is_rejected(tenant: Tenant, owner_db: asyncpg.Connect
     future = (datetime.now(UTC) + timedelta(days=1)).isoformat()
     with tenant.client() as c:
         created = c.post("/api/v1/api-keys", json={"name": "soon", "expires_at": future}).json()
-    await owner_db.execute("UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1",
-                           uuid.UUID(created["id"]))
+    await owner_db.execute(
+        "UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1", uuid.UUID(created["id"])
+    )
     with tenant.client(key=created["key"]) as c:
         assert c.get("/api/v1/organizations").status_code == 401
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": ""}, "name"),
-    ({"name": "x" * 101}, "name"),
-    ({"name": "bad/name"}, "name"),
-    ({"name": "ok", "queues": ["emails", "bad queue"]}, "queues[1]"),
-    ({"name": "ok", "queues": ["x" * 256]}, "queues[0]"),
-    ({"name": "ok", "queues": [f"q{i}" for i in range(51)]}, "queues"),
-    ({"name": "ok", "rate_limit": 0}, "rate_limit"),
-    ({"name": "ok", "rate_limit": 10001}, "rate_limit"),
-    ({"name": "ok", "permissions": ["jobs:read"]}, "permissions"),
-    ({"name": "ok", "permissions": None}, "permissions"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"name": "bad/name"}, "name"),
+        ({"name": "ok", "queues": ["emails", "bad queue"]}, "queues[1]"),
+        ({"name": "ok", "queues": ["x" * 256]}, "queues[0]"),
+        ({"name": "ok", "queues": [f"q{i}" for i in range(51)]}, "queues"),
+        ({"name": "ok", "rate_limit": 0}, "rate_limit"),
+        ({"name": "ok", "rate_limit": 10001}, "rate_limit"),
+        ({"name": "ok", "permissions": ["jobs:read"]}, "permissions"),
+        ({"name": "ok", "permissions": None}, "permissions"),
+    ],
+)
 def test_create_validation(tenant: Tenant, body: dict[str, object], field: str) -> None:
     with tenant.client() as c:
         r = c.post("/api/v1/api-keys", json=body)
@@ -188,9 +203,13 @@ def test_scoped_keys_cannot_manage_keys(tenant: Tenant) -> None:
         scoped = c.post("/api/v1/api-keys", json={"name": "scoped", "queues": ["emails"]}).json()
         target = c.post("/api/v1/api-keys", json={"name": "target"}).json()["id"]
     with tenant.client(key=scoped["key"]) as s:
-        for method, path in [("GET", "/api/v1/api-keys"), ("POST", "/api/v1/api-keys"),
-                             ("GET", f"/api/v1/api-keys/{target}"), ("PUT", f"/api/v1/api-keys/{target}"),
-                             ("DELETE", f"/api/v1/api-keys/{target}")]:
+        for method, path in [
+            ("GET", "/api/v1/api-keys"),
+            ("POST", "/api/v1/api-keys"),
+            ("GET", f"/api/v1/api-keys/{target}"),
+            ("PUT", f"/api/v1/api-keys/{target}"),
+            ("DELETE", f"/api/v1/api-keys/{target}"),
+        ]:
             r = s.request(method, path, json={"name": "x"} if method in ("POST", "PUT") else None)
             assert r.status_code == 403, (method, path)
             assert r.json()["code"] == "ACCESS_DENIED"
@@ -201,8 +220,11 @@ def test_unauthenticated_requests_get_401(tenant: Tenant) -> None:
 
     r = httpx.get(tenant.server.base_url + "/api/v1/api-keys", timeout=30)
     assert r.status_code == 401
-    r = httpx.get(tenant.server.base_url + "/api/v1/api-keys", headers={"Authorization": "Bearer nope-nope-nope"},
-                  timeout=30)
+    r = httpx.get(
+        tenant.server.base_url + "/api/v1/api-keys",
+        headers={"Authorization": "Bearer nope-nope-nope"},
+        timeout=30,
+    )
     assert r.status_code == 401
 
 
@@ -216,7 +238,12 @@ def test_api_keys_quota_on_free_plan(tenant: Tenant) -> None:
         body = r.json()
         assert body["code"] == "QUOTA_EXCEEDED"
         assert (body["resource"], body["current"], body["limit"], body["plan"], body["upgrade_to"]) == (
-            "api_keys", 2, 2, "free", "starter")
+            "api_keys",
+            2,
+            2,
+            "free",
+            "starter",
+        )
         # Revoking frees a slot; re-activating the revoked key would exceed the cap again.
         assert c.delete(f"/api/v1/api-keys/{second.json()['id']}").status_code == 204
         third = c.post("/api/v1/api-keys", json={"name": "third"})

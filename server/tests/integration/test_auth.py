@@ -61,8 +61,12 @@ def test_login_rejects_bad_input(server: ServerProcess) -> None:
     r = httpx.post(server.base_url + "/api/v1/auth/login", json={}, timeout=30)
     assert r.status_code == 422
     assert r.json()["details"][0]["code"] == "missing_field"
-    r = httpx.post(server.base_url + "/api/v1/auth/login", content=b"{", timeout=30,
-                   headers={"Content-Type": "application/json"})
+    r = httpx.post(
+        server.base_url + "/api/v1/auth/login",
+        content=b"{",
+        timeout=30,
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 400
     assert r.json()["code"] == "INVALID_JSON"
 
@@ -91,8 +95,11 @@ def test_login_locks_a_key_after_five_failures(tenant: Tenant) -> None:
 
 def test_refresh_issues_a_new_access_token_of_the_same_login(tenant: Tenant) -> None:
     body = tokens_of(tenant)
-    r = httpx.post(tenant.server.base_url + "/api/v1/auth/refresh",
-                   json={"refresh_token": body["refresh_token"]}, timeout=30)
+    r = httpx.post(
+        tenant.server.base_url + "/api/v1/auth/refresh",
+        json={"refresh_token": body["refresh_token"]},
+        timeout=30,
+    )
     assert r.status_code == 200, r.text
     fresh = r.json()
     assert set(fresh) == {"access_token", "token_type", "expires_in"}
@@ -100,7 +107,9 @@ def test_refresh_issues_a_new_access_token_of_the_same_login(tenant: Tenant) -> 
     old = jwt.decode(str(body["access_token"]), options={"verify_signature": False})
     new = jwt.decode(fresh["access_token"], options={"verify_signature": False})
     assert new["sid"] == old["sid"] and new["jti"] != old["jti"] and new["token_type"] == "access"
-    r = httpx.get(tenant.server.base_url + "/api/v1/auth/me", headers=bearer(fresh["access_token"]), timeout=30)
+    r = httpx.get(
+        tenant.server.base_url + "/api/v1/auth/me", headers=bearer(fresh["access_token"]), timeout=30
+    )
     assert r.status_code == 200
 
 
@@ -113,7 +122,10 @@ def test_refresh_rejects_access_tokens_garbage_and_revoked_keys(tenant: Tenant) 
     assert r.status_code == 401
     # A token signed with another secret.
     forged = jwt.encode({"sub": tenant.org_id, "token_type": "refresh"}, "x" * 40, algorithm="HS256")
-    assert httpx.post(base + "/api/v1/auth/refresh", json={"refresh_token": forged}, timeout=30).status_code == 401
+    assert (
+        httpx.post(base + "/api/v1/auth/refresh", json={"refresh_token": forged}, timeout=30).status_code
+        == 401
+    )
     # Revoke the key behind the login: refresh stops working.
     with tenant.client() as c:
         created = c.post("/api/v1/api-keys", json={"name": "short-lived"}).json()
@@ -141,8 +153,12 @@ def test_logout_revokes_both_tokens_of_the_login(tenant: Tenant) -> None:
     r = httpx.post(base + "/api/v1/auth/refresh", json={"refresh_token": refresh}, timeout=30)
     assert r.status_code == 401
     # Another login of the same key is untouched, and so is the key itself.
-    assert httpx.get(base + "/api/v1/auth/me", headers=bearer(str(other_login["access_token"])),
-                     timeout=30).status_code == 200
+    assert (
+        httpx.get(
+            base + "/api/v1/auth/me", headers=bearer(str(other_login["access_token"])), timeout=30
+        ).status_code
+        == 200
+    )
     with tenant.client() as c:
         assert c.get("/api/v1/organizations").status_code == 200
 
@@ -155,22 +171,30 @@ def test_logout_with_an_api_key_and_a_refresh_token_body(tenant: Tenant) -> None
         assert r.status_code == 204
         # Empty body with a JSON content type (what the Python SDK sends) is fine too.
         assert c.post("/api/v1/auth/logout").status_code == 204
-    assert httpx.get(base + "/api/v1/auth/me", headers=bearer(str(body["access_token"])),
-                     timeout=30).status_code == 401
+    assert (
+        httpx.get(base + "/api/v1/auth/me", headers=bearer(str(body["access_token"])), timeout=30).status_code
+        == 401
+    )
     assert httpx.post(base + "/api/v1/auth/logout", timeout=30).status_code == 401
 
 
 def test_me_describes_the_token(tenant: Tenant) -> None:
     body = tokens_of(tenant)
-    r = httpx.get(tenant.server.base_url + "/api/v1/auth/me", headers=bearer(str(body["access_token"])),
-                  timeout=30)
+    r = httpx.get(
+        tenant.server.base_url + "/api/v1/auth/me", headers=bearer(str(body["access_token"])), timeout=30
+    )
     assert r.status_code == 200, r.text
     me = r.json()
     assert me["organization_id"] == tenant.org_id
     assert me["queues"] == ["*"]
     assert me["issued_at"].endswith("Z") and me["expires_at"].endswith("Z")
-    assert me["organization"] == {"id": tenant.org_id, "name": f"Test {tenant.slug}", "slug": tenant.slug,
-                                  "plan_tier": "enterprise", "billing_email": None}
+    assert me["organization"] == {
+        "id": tenant.org_id,
+        "name": f"Test {tenant.slug}",
+        "slug": tenant.slug,
+        "plan_tier": "enterprise",
+        "billing_email": None,
+    }
     claims = jwt.decode(str(body["access_token"]), options={"verify_signature": False})
     assert me["api_key_id"] == claims["api_key_id"]
 
@@ -192,10 +216,14 @@ def test_me_reports_the_current_scope_of_the_key(tenant: Tenant) -> None:
     with tenant.client() as c:
         created = c.post("/api/v1/api-keys", json={"name": "scoped", "queues": ["emails"]}).json()
         body = login(tenant.server, created["key"]).json()
-        r = httpx.get(tenant.server.base_url + "/api/v1/auth/me", headers=bearer(body["access_token"]), timeout=30)
+        r = httpx.get(
+            tenant.server.base_url + "/api/v1/auth/me", headers=bearer(body["access_token"]), timeout=30
+        )
         assert r.json()["queues"] == ["emails"]
         c.put(f"/api/v1/api-keys/{created['id']}", json={"queues": ["emails", "sms"]})
-        r = httpx.get(tenant.server.base_url + "/api/v1/auth/me", headers=bearer(body["access_token"]), timeout=30)
+        r = httpx.get(
+            tenant.server.base_url + "/api/v1/auth/me", headers=bearer(body["access_token"]), timeout=30
+        )
         assert r.json()["queues"] == ["emails", "sms"]
 
 
@@ -224,33 +252,46 @@ def test_validate_always_answers_200(tenant: Tenant) -> None:
         assert bad["valid"] is False and bad["error"] and bad["message"]
         assert bad["organization_id"] is None and bad["claims"] is None
     # A logged-out token is no longer valid.
-    httpx.post(tenant.server.base_url + "/api/v1/auth/logout", headers=bearer(str(body["access_token"])),
-               timeout=30)
+    httpx.post(
+        tenant.server.base_url + "/api/v1/auth/logout", headers=bearer(str(body["access_token"])), timeout=30
+    )
     revoked = httpx.post(url, json={"token": body["access_token"]}, timeout=30).json()
     assert revoked["valid"] is False
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/api/v1/auth/email/start"),
-    ("POST", "/api/v1/auth/email/verify"),
-    ("POST", "/api/v1/auth/signup/complete"),
-    ("GET", "/api/v1/auth/check-email"),
-    ("GET", "/api/v1/auth/email/check"),
-    ("POST", "/api/v1/auth/email/check"),
-    ("GET", "/api/v1/billing/status"),
-    ("POST", "/api/v1/billing/portal"),
-    ("POST", "/api/v1/billing/webhook"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/api/v1/auth/email/start"),
+        ("POST", "/api/v1/auth/email/verify"),
+        ("POST", "/api/v1/auth/signup/complete"),
+        ("GET", "/api/v1/auth/check-email"),
+        ("GET", "/api/v1/auth/email/check"),
+        ("POST", "/api/v1/auth/email/check"),
+        ("GET", "/api/v1/billing/status"),
+        ("POST", "/api/v1/billing/portal"),
+        ("POST", "/api/v1/billing/webhook"),
+    ],
+)
 def test_hosted_only_routes_answer_404(server: ServerProcess, method: str, path: str) -> None:
-    r = httpx.request(method, server.base_url + path, json={"email": "a@example.com"},
-                      headers={"X-Admin-Key": ADMIN_KEY}, timeout=30)
+    r = httpx.request(
+        method,
+        server.base_url + path,
+        json={"email": "a@example.com"},
+        headers={"X-Admin-Key": ADMIN_KEY},
+        timeout=30,
+    )
     assert r.status_code == 404
-    assert r.json() == {"code": "NOT_FOUND", "message": "Not available on self-hosted deployments",
-                        "details": None}
+    assert r.json() == {
+        "code": "NOT_FOUND",
+        "message": "Not available on self-hosted deployments",
+        "details": None,
+    }
 
 
-@pytest.mark.parametrize("path", ["/api/v1/auth/register", "/api/v1/auth/password/reset",
-                                  "/api/v1/dashboard/overview"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/auth/register", "/api/v1/auth/password/reset", "/api/v1/dashboard/overview"]
+)
 def test_routes_of_no_reference_version_are_unknown(server: ServerProcess, path: str) -> None:
     r = httpx.post(server.base_url + path, json={}, timeout=30)
     assert r.status_code in (404, 405)

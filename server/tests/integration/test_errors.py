@@ -44,11 +44,18 @@ def test_body_errors(tenant: Tenant, method: str, path: str) -> None:
             assert body["details"][0]["code"] == "empty_body"
         r = c.request(method, API + path, content=b'{"a": 1}', headers={"Content-Type": "text/plain"})
         assert_error(r, 415, "UNSUPPORTED_MEDIA_TYPE")
-        r = c.request(method, API + path, content=b"a=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        r = c.request(
+            method, API + path, content=b"a=1", headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
         assert_error(r, 415, "UNSUPPORTED_MEDIA_TYPE")
         for wrong_shape in (b"[]", b'"x"', b"17"):
-            assert_error(c.request(method, API + path, content=wrong_shape,
-                                   headers={"Content-Type": "application/json"}), 422, "VALIDATION_ERROR")
+            assert_error(
+                c.request(
+                    method, API + path, content=wrong_shape, headers={"Content-Type": "application/json"}
+                ),
+                422,
+                "VALIDATION_ERROR",
+            )
 
 
 @pytest.mark.parametrize(("method", "path", "body"), ID_ROUTES)
@@ -73,38 +80,55 @@ def test_missing_fields_are_422_with_details(tenant: Tenant) -> None:
         ]
         for path, payload, field in cases:
             body = assert_error(c.post(API + path, json=payload), 422, "VALIDATION_ERROR")
-            assert body["details"] == [{"field": field, "message": body["details"][0]["message"],
-                                        "code": "missing_field"}], (path, body)
+            assert body["details"] == [
+                {"field": field, "message": body["details"][0]["message"], "code": "missing_field"}
+            ], (path, body)
             assert body["message"].startswith(field), body
-        body = assert_error(c.post(f"{API}/jobs/bulk", json={"queue_name": "q", "jobs": [{"priority": 1}]}),
-                            422, "VALIDATION_ERROR")
+        body = assert_error(
+            c.post(f"{API}/jobs/bulk", json={"queue_name": "q", "jobs": [{"priority": 1}]}),
+            422,
+            "VALIDATION_ERROR",
+        )
         assert body["details"][0]["code"] == "missing_field"
         assert "payload" in body["details"][0]["field"]
 
 
 def test_wrong_types_are_422_invalid_type(tenant: Tenant) -> None:
     with tenant.client() as c:
-        for payload in ({"queue_name": 5, "payload": {}}, {"queue_name": "q", "payload": {}, "priority": "high"},
-                        {"queue_name": "q", "payload": {}, "priority": 1.5},
-                        {"queue_name": "q", "payload": {}, "max_retries": True},
-                        {"queue_name": "q", "payload": {}, "scheduled_at": 12}):
+        for payload in (
+            {"queue_name": 5, "payload": {}},
+            {"queue_name": "q", "payload": {}, "priority": "high"},
+            {"queue_name": "q", "payload": {}, "priority": 1.5},
+            {"queue_name": "q", "payload": {}, "max_retries": True},
+            {"queue_name": "q", "payload": {}, "scheduled_at": 12},
+        ):
             body = assert_error(c.post(f"{API}/jobs", json=payload), 422, "VALIDATION_ERROR")
             assert body["details"][0]["code"] == "invalid_type", body
-        body = assert_error(c.post(f"{API}/jobs/bulk", json={"queue_name": "q", "jobs": {"payload": 1}}),
-                            422, "VALIDATION_ERROR")
+        body = assert_error(
+            c.post(f"{API}/jobs/bulk", json={"queue_name": "q", "jobs": {"payload": 1}}),
+            422,
+            "VALIDATION_ERROR",
+        )
         assert body["details"][0]["code"] == "invalid_type"
 
 
 def test_out_of_range_values_are_400(tenant: Tenant) -> None:
     with tenant.client() as c:
         cases = [
-            ({"priority": 101}, "priority"), ({"priority": -101}, "priority"),
-            ({"max_retries": -1}, "max_retries"), ({"max_retries": 101}, "max_retries"),
-            ({"timeout_seconds": 0}, "timeout_seconds"), ({"timeout_seconds": 86401}, "timeout_seconds"),
-            ({"queue_name": ""}, "queue_name"), ({"queue_name": "x" * 101}, "queue_name"),
-            ({"queue_name": ".hidden"}, "queue_name"), ({"queue_name": "-dash"}, "queue_name"),
-            ({"queue_name": "a b"}, "queue_name"), ({"queue_name": "a/b"}, "queue_name"),
-            ({"parent_job_id": "zzz"}, "parent_job_id"), ({"expires_at": "yesterday"}, "expires_at"),
+            ({"priority": 101}, "priority"),
+            ({"priority": -101}, "priority"),
+            ({"max_retries": -1}, "max_retries"),
+            ({"max_retries": 101}, "max_retries"),
+            ({"timeout_seconds": 0}, "timeout_seconds"),
+            ({"timeout_seconds": 86401}, "timeout_seconds"),
+            ({"queue_name": ""}, "queue_name"),
+            ({"queue_name": "x" * 101}, "queue_name"),
+            ({"queue_name": ".hidden"}, "queue_name"),
+            ({"queue_name": "-dash"}, "queue_name"),
+            ({"queue_name": "a b"}, "queue_name"),
+            ({"queue_name": "a/b"}, "queue_name"),
+            ({"parent_job_id": "zzz"}, "parent_job_id"),
+            ({"expires_at": "yesterday"}, "expires_at"),
         ]
         for extra, field in cases:
             r = c.post(f"{API}/jobs", json={"queue_name": "q", "payload": {}, **extra})
@@ -113,9 +137,17 @@ def test_out_of_range_values_are_400(tenant: Tenant) -> None:
             assert body["details"][0]["field"] == field
             assert {"field", "message", "code"} <= set(body["details"][0])
         # Boundaries are accepted; Unicode letters and dots/underscores are fine in queue names.
-        for extra in ({"priority": 100}, {"priority": -100}, {"max_retries": 0}, {"max_retries": 100},
-                      {"timeout_seconds": 1}, {"timeout_seconds": 86400}, {"queue_name": "x" * 100},
-                      {"queue_name": "émails_v2.high-prio"}, {"queue_name": "_private"}):
+        for extra in (
+            {"priority": 100},
+            {"priority": -100},
+            {"max_retries": 0},
+            {"max_retries": 100},
+            {"timeout_seconds": 1},
+            {"timeout_seconds": 86400},
+            {"queue_name": "x" * 100},
+            {"queue_name": "émails_v2.high-prio"},
+            {"queue_name": "_private"},
+        ):
             r = c.post(f"{API}/jobs", json={"queue_name": "q", "payload": {}, **extra})
             assert r.status_code == 201, (extra, r.text)
 
@@ -131,14 +163,21 @@ def test_oversized_payloads_and_bodies_are_413(tenant: Tenant) -> None:
         assert body["limit"] == limit and body["current"] == limit + 2
         huge = "x" * (2 * 1024 * 1024 + 10)
         assert_error(c.post(f"{API}/jobs", json={"queue_name": q, "payload": huge}), 413, "PAYLOAD_TOO_LARGE")
-        r = c.post(f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": "x" * limit}, {"payload": 1}]})
+        r = c.post(
+            f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": "x" * limit}, {"payload": 1}]}
+        )
         assert r.status_code == 200
         assert r.json()["failure_count"] == 1 and r.json()["failed"][0]["index"] == 0
         job_id = enqueue(c, q, priority=50)
         lease = claim_one(c, q)["lease_id"]
-        assert_error(c.post(f"{API}/jobs/{job_id}/complete",
-                            json={"worker_id": "w1", "lease_id": lease, "result": "x" * limit}),
-                     413, "PAYLOAD_TOO_LARGE")
+        assert_error(
+            c.post(
+                f"{API}/jobs/{job_id}/complete",
+                json={"worker_id": "w1", "lease_id": lease, "result": "x" * limit},
+            ),
+            413,
+            "PAYLOAD_TOO_LARGE",
+        )
         assert get_job(c, job_id)["status"] == "processing"
         assert c.get(f"{API}/jobs/stats", params={"queue_name": q}).json()["total"] == 3
 
@@ -216,19 +255,25 @@ def test_the_server_survives_hostile_input(tenant: Tenant) -> None:
             assert r.status_code == 201, (body, r.text)
             assert get_job(c, r.json()["id"])["payload"] == body["payload"]
         # jsonb cannot hold U+0000 or numbers beyond its range: a 400 naming the field, never a 500.
-        for field, body in (("payload", {"queue_name": q, "payload": {"k": "a\u0000b"}}),
-                            ("payload", {"queue_name": q, "payload": {"\u0000": 1}}),
-                            ("tags", {"queue_name": q, "payload": {}, "tags": {"t": "\u0000"}})):
+        for field, body in (
+            ("payload", {"queue_name": q, "payload": {"k": "a\u0000b"}}),
+            ("payload", {"queue_name": q, "payload": {"\u0000": 1}}),
+            ("tags", {"queue_name": q, "payload": {}, "tags": {"t": "\u0000"}}),
+        ):
             body_out = assert_error(c.post(f"{API}/jobs", json=body), 400, "VALIDATION_ERROR")
             assert body_out["details"][0]["field"] == field
         r = c.post(f"{API}/jobs", content=b'{"queue_name": "q", "payload": 1e999999}', headers=json_type)
         assert_error(r, 400, "VALIDATION_ERROR")
-        r = c.post(f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": "\u0000"}, {"payload": 1}]})
+        r = c.post(
+            f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": "\u0000"}, {"payload": 1}]}
+        )
         assert r.status_code == 200 and [f["index"] for f in r.json()["failed"]] == [0]
         assert r.json()["failed"][0]["error"].startswith("jobs[0].payload")
         job_id = enqueue(c, q, priority=99)
         lease = claim_one(c, q)["lease_id"]
-        r = c.post(f"{API}/jobs/{job_id}/complete", json={"worker_id": "w1", "lease_id": lease, "result": "\u0000"})
+        r = c.post(
+            f"{API}/jobs/{job_id}/complete", json={"worker_id": "w1", "lease_id": lease, "result": "\u0000"}
+        )
         assert_error(r, 400, "VALIDATION_ERROR")
         assert get_job(c, job_id)["status"] == "processing"
         # Not JSON at all: a lone surrogate escape, bytes that are not UTF-8.
@@ -236,7 +281,10 @@ def test_the_server_survives_hostile_input(tenant: Tenant) -> None:
         assert_error(r, 400, "INVALID_JSON")
         r = c.post(f"{API}/jobs", content=b'{"queue_name": "q", "payload": "\xff\xfe"}', headers=json_type)
         assert_error(r, 400, "INVALID_JSON")
-        r = c.post(f"{API}/jobs", content=b'{"queue_name": "q", "payload": {}, "priority": 99999999999999999999}',
-                   headers=json_type)
+        r = c.post(
+            f"{API}/jobs",
+            content=b'{"queue_name": "q", "payload": {}, "priority": 99999999999999999999}',
+            headers=json_type,
+        )
         assert r.status_code in (400, 422) and r.json()["code"] == "VALIDATION_ERROR"
         assert c.get(f"{API}/jobs/stats").status_code == 200

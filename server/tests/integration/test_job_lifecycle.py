@@ -29,11 +29,36 @@ from .jobs_support import (
 )
 
 JOB_FIELDS = {
-    "id", "organization_id", "queue_name", "status", "payload", "result", "retry_count", "max_retries",
-    "priority", "timeout_seconds", "last_error", "tags", "created_at", "updated_at", "scheduled_at",
-    "started_at", "completed_at", "expires_at", "lease_expires_at", "parent_job_id", "completion_webhook",
-    "assigned_worker_id", "lease_id", "idempotency_key", "workflow_id", "dependency_mode", "dependencies_met",
-    "progress", "progress_message", "progress_updated_at",
+    "id",
+    "organization_id",
+    "queue_name",
+    "status",
+    "payload",
+    "result",
+    "retry_count",
+    "max_retries",
+    "priority",
+    "timeout_seconds",
+    "last_error",
+    "tags",
+    "created_at",
+    "updated_at",
+    "scheduled_at",
+    "started_at",
+    "completed_at",
+    "expires_at",
+    "lease_expires_at",
+    "parent_job_id",
+    "completion_webhook",
+    "assigned_worker_id",
+    "lease_id",
+    "idempotency_key",
+    "workflow_id",
+    "dependency_mode",
+    "dependencies_met",
+    "progress",
+    "progress_message",
+    "progress_updated_at",
 }
 
 
@@ -45,14 +70,22 @@ def test_create_with_every_field_and_read_it_back(tenant: Tenant) -> None:
     when = (now_utc() + timedelta(hours=2)).replace(microsecond=123456)
     expires = when + timedelta(days=1)
     with tenant.client() as c:
-        r = c.post(f"{API}/jobs", json={
-            "queue_name": q, "payload": {"to": "a@example.com", "nested": [1, 2.5, None, "x"]},
-            "priority": 7, "max_retries": 9, "timeout_seconds": 45,
-            "scheduled_at": when.isoformat(), "expires_at": expires.isoformat().replace("+00:00", "Z"),
-            "tags": {"team": "billing", "urgent": True},
-            "completion_webhook": "http://example.com/hook", "completion_webhook_secret": "s3cret",
-            "idempotency_key": "create-all-fields",
-        })
+        r = c.post(
+            f"{API}/jobs",
+            json={
+                "queue_name": q,
+                "payload": {"to": "a@example.com", "nested": [1, 2.5, None, "x"]},
+                "priority": 7,
+                "max_retries": 9,
+                "timeout_seconds": 45,
+                "scheduled_at": when.isoformat(),
+                "expires_at": expires.isoformat().replace("+00:00", "Z"),
+                "tags": {"team": "billing", "urgent": True},
+                "completion_webhook": "http://example.com/hook",
+                "completion_webhook_secret": "s3cret",
+                "idempotency_key": "create-all-fields",
+            },
+        )
         assert r.status_code == 201, r.text
         assert r.json() == {"id": r.json()["id"], "created": True}
         job_id = r.json()["id"]
@@ -74,9 +107,19 @@ def test_create_with_every_field_and_read_it_back(tenant: Tenant) -> None:
     assert job["completion_webhook"] == "http://example.com/hook"
     assert job["idempotency_key"] == "create-all-fields"
     assert job["dependency_mode"] == "all" and job["dependencies_met"] is True
-    for empty in ("last_error", "started_at", "completed_at", "lease_expires_at", "parent_job_id",
-                  "assigned_worker_id", "lease_id", "workflow_id", "progress", "progress_message",
-                  "progress_updated_at"):
+    for empty in (
+        "last_error",
+        "started_at",
+        "completed_at",
+        "lease_expires_at",
+        "parent_job_id",
+        "assigned_worker_id",
+        "lease_id",
+        "workflow_id",
+        "progress",
+        "progress_message",
+        "progress_updated_at",
+    ):
         assert job[empty] is None, empty
     created = parse_ts(job["created_at"])
     assert abs((created - now_utc()).total_seconds()) < 60
@@ -95,7 +138,11 @@ async def test_queue_config_supplies_defaults(tenant: Tenant, owner_db: asyncpg.
     q = new_queue()
     await owner_db.execute(
         "INSERT INTO queue_configs (id, organization_id, queue_name, max_retries, default_timeout)"
-        " VALUES ($1, $2, $3, 7, 1234)", uuid.uuid4(), uuid.UUID(tenant.org_id), q)
+        " VALUES ($1, $2, $3, 7, 1234)",
+        uuid.uuid4(),
+        uuid.UUID(tenant.org_id),
+        q,
+    )
     with tenant.client() as c:
         job = get_job(c, enqueue(c, q))
         assert (job["max_retries"], job["timeout_seconds"]) == (7, 1234)
@@ -161,11 +208,15 @@ def test_tags_object_or_array_else_400(tenant: Tenant) -> None:
         assert get_job(c, enqueue(c, q, tags=["a", "b"]))["tags"] == ["a", "b"]
         assert get_job(c, enqueue(c, q, tags=None))["tags"] is None
         for bad in ("urgent", 5, True):
-            assert_error(c.post(f"{API}/jobs", json={"queue_name": q, "payload": {}, "tags": bad}),
-                         400, "VALIDATION_ERROR")
+            assert_error(
+                c.post(f"{API}/jobs", json={"queue_name": q, "payload": {}, "tags": bad}),
+                400,
+                "VALIDATION_ERROR",
+            )
         big = {"k": "x" * 70_000}
-        body = assert_error(c.post(f"{API}/jobs", json={"queue_name": q, "payload": {}, "tags": big}),
-                            400, "VALIDATION_ERROR")
+        body = assert_error(
+            c.post(f"{API}/jobs", json={"queue_name": q, "payload": {}, "tags": big}), 400, "VALIDATION_ERROR"
+        )
         assert body["details"][0]["field"] == "tags"
 
 
@@ -219,17 +270,23 @@ def test_bulk_create_with_defaults_and_per_item_failures(tenant: Tenant) -> None
     q = new_queue()
     future = (now_utc() + timedelta(hours=1)).isoformat()
     with tenant.client() as c:
-        r = c.post(f"{API}/jobs/bulk", json={
-            "queue_name": q, "default_priority": 5, "default_max_retries": 1, "default_timeout_seconds": 60,
-            "jobs": [
-                {"payload": {"i": 0}},
-                {"payload": {"i": 1}, "priority": 500},
-                {"payload": {"i": 2}, "priority": -3, "scheduled_at": future},
-                {"payload": {"i": 3}, "scheduled_at": "not a time"},
-                {"payload": {"i": 4}, "idempotency_key": ""},
-                {"payload": {"i": 5}, "idempotency_key": "b-5"},
-            ],
-        })
+        r = c.post(
+            f"{API}/jobs/bulk",
+            json={
+                "queue_name": q,
+                "default_priority": 5,
+                "default_max_retries": 1,
+                "default_timeout_seconds": 60,
+                "jobs": [
+                    {"payload": {"i": 0}},
+                    {"payload": {"i": 1}, "priority": 500},
+                    {"payload": {"i": 2}, "priority": -3, "scheduled_at": future},
+                    {"payload": {"i": 3}, "scheduled_at": "not a time"},
+                    {"payload": {"i": 4}, "idempotency_key": ""},
+                    {"payload": {"i": 5}, "idempotency_key": "b-5"},
+                ],
+            },
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["total"] == 6 and body["success_count"] == 3 and body["failure_count"] == 3
@@ -256,15 +313,27 @@ def test_bulk_limits(tenant: Tenant) -> None:
         assert r.status_code == 200 and r.json()["success_count"] == 100
         assert c.get(f"{API}/jobs/stats", params={"queue_name": q}).json()["pending"] == 100
         for jobs in ([], [{"payload": i} for i in range(101)]):
-            body = assert_error(c.post(f"{API}/jobs/bulk", json={"queue_name": q, "jobs": jobs}),
-                                400, "VALIDATION_ERROR")
+            body = assert_error(
+                c.post(f"{API}/jobs/bulk", json={"queue_name": q, "jobs": jobs}), 400, "VALIDATION_ERROR"
+            )
             assert body["message"].startswith("jobs: ")
-        assert_error(c.post(f"{API}/jobs/bulk", json={"queue_name": "-bad", "jobs": [{"payload": 1}]}),
-                     400, "VALIDATION_ERROR")
-        assert_error(c.post(f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"priority": 1}]}),
-                     422, "VALIDATION_ERROR")
-        assert_error(c.post(f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": 1}],
-                                                      "default_priority": 101}), 400, "VALIDATION_ERROR")
+        assert_error(
+            c.post(f"{API}/jobs/bulk", json={"queue_name": "-bad", "jobs": [{"payload": 1}]}),
+            400,
+            "VALIDATION_ERROR",
+        )
+        assert_error(
+            c.post(f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"priority": 1}]}),
+            422,
+            "VALIDATION_ERROR",
+        )
+        assert_error(
+            c.post(
+                f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": 1}], "default_priority": 101}
+            ),
+            400,
+            "VALIDATION_ERROR",
+        )
 
 
 # --- get, cancel, retry, priority ---------------------------------------------------------------------------
@@ -330,8 +399,12 @@ def test_priority_boost(tenant: Tenant) -> None:
         assert claim_one(c, q)["id"] == second
         assert_error(c.put(f"{API}/jobs/{second}/priority", json={"priority": 1}), 404, "NOT_FOUND")
         for bad in (101, -101):
-            assert_error(c.put(f"{API}/jobs/{first}/priority", json={"priority": bad}), 400, "VALIDATION_ERROR")
-        assert_error(c.put(f"{API}/jobs/{first}/priority", json={"priority": "high"}), 422, "VALIDATION_ERROR")
+            assert_error(
+                c.put(f"{API}/jobs/{first}/priority", json={"priority": bad}), 400, "VALIDATION_ERROR"
+            )
+        assert_error(
+            c.put(f"{API}/jobs/{first}/priority", json={"priority": "high"}), 422, "VALIDATION_ERROR"
+        )
         assert_error(c.put(f"{API}/jobs/{first}/priority", json={}), 422, "VALIDATION_ERROR")
         assert_error(c.put(f"{API}/jobs/{uuid.uuid4()}/priority", json={"priority": 1}), 404, "NOT_FOUND")
         scheduled = enqueue(c, q, scheduled_at=(now_utc() + timedelta(hours=1)).isoformat())
@@ -353,8 +426,16 @@ def _stats(c: Any, **params: str) -> dict[str, int]:
 async def test_stats_count_by_status_and_respect_scope(tenant: Tenant, owner_db: asyncpg.Connection) -> None:
     a, b = new_queue("a"), new_queue("b")
     with tenant.client() as c:
-        assert _stats(c) == {"pending": 0, "scheduled": 0, "processing": 0, "completed": 0, "failed": 0,
-                             "deadletter": 0, "cancelled": 0, "total": 0}
+        assert _stats(c) == {
+            "pending": 0,
+            "scheduled": 0,
+            "processing": 0,
+            "completed": 0,
+            "failed": 0,
+            "deadletter": 0,
+            "cancelled": 0,
+            "total": 0,
+        }
         for _ in range(3):
             enqueue(c, a)
         enqueue(c, a, scheduled_at=(now_utc() + timedelta(hours=1)).isoformat())
@@ -366,10 +447,26 @@ async def test_stats_count_by_status_and_respect_scope(tenant: Tenant, owner_db:
         lease = claim_one(c, b)["lease_id"]
         fail(c, dead, "w1", lease)
         enqueue(c, b)
-        want_a = {"pending": 1, "scheduled": 1, "processing": 1, "completed": 1, "failed": 0, "deadletter": 0,
-                  "cancelled": 0, "total": 4}
-        want_b = {"pending": 1, "scheduled": 0, "processing": 0, "completed": 0, "failed": 0, "deadletter": 1,
-                  "cancelled": 1, "total": 3}
+        want_a = {
+            "pending": 1,
+            "scheduled": 1,
+            "processing": 1,
+            "completed": 1,
+            "failed": 0,
+            "deadletter": 0,
+            "cancelled": 0,
+            "total": 4,
+        }
+        want_b = {
+            "pending": 1,
+            "scheduled": 0,
+            "processing": 0,
+            "completed": 0,
+            "failed": 0,
+            "deadletter": 1,
+            "cancelled": 1,
+            "total": 3,
+        }
         assert _stats(c, queue_name=a) == want_a
         assert _stats(c, queue=b) == want_b
         both = _stats(c)
@@ -400,8 +497,12 @@ def test_batch_status(tenant: Tenant, other_tenant: Tenant) -> None:
         assert set(row) == {"id", "status", "queue_name", "retry_count", "created_at", "completed_at"}
         assert row["status"] == "completed" and row["completed_at"] is not None and row["queue_name"] == q
         assert rows[ids[1]]["status"] == "pending" and rows[ids[1]]["completed_at"] is None
-        assert c.get(f"{API}/jobs/status", params={"ids": ",".join(str(uuid.uuid4()) for _ in range(100))}
-                     ).json() == []
+        assert (
+            c.get(
+                f"{API}/jobs/status", params={"ids": ",".join(str(uuid.uuid4()) for _ in range(100))}
+            ).json()
+            == []
+        )
         too_many = ",".join(str(uuid.uuid4()) for _ in range(101))
         assert_error(c.get(f"{API}/jobs/status", params={"ids": too_many}), 400, "BAD_REQUEST")
 
@@ -421,7 +522,14 @@ async def test_history_records_every_transition(tenant: Tenant, owner_db: asyncp
         assert complete(c, job_id, "w3", third["lease_id"]).status_code == 200
         rows = history(c, job_id)
         assert [h["event_type"] for h in rows] == [
-            "created", "claimed", "requeued", "claimed", "requeued", "claimed", "completed"]
+            "created",
+            "claimed",
+            "requeued",
+            "claimed",
+            "requeued",
+            "claimed",
+            "completed",
+        ]
         assert [h["worker_id"] for h in rows] == [None, "w1", "w1", "w2", "w2", "w3", "w3"]
         for h in rows:
             assert set(h) == {"id", "job_id", "event_type", "worker_id", "details", "created_at"}
@@ -438,9 +546,13 @@ async def test_history_records_every_transition(tenant: Tenant, owner_db: asyncp
         desc = history(c, job_id, order_dir="desc")
         assert [h["id"] for h in desc] == [h["id"] for h in reversed(rows)]
         r = c.get(f"{API}/jobs/{job_id}/history", params={"limit": 3})
-        assert r.headers["X-Has-More"] == "true" and [h["id"] for h in r.json()] == [h["id"] for h in rows[:3]]
+        assert r.headers["X-Has-More"] == "true" and [h["id"] for h in r.json()] == [
+            h["id"] for h in rows[:3]
+        ]
         r = c.get(f"{API}/jobs/{job_id}/history", params={"limit": 3, "offset": 3})
-        assert r.headers["X-Has-More"] == "true" and [h["id"] for h in r.json()] == [h["id"] for h in rows[3:6]]
+        assert r.headers["X-Has-More"] == "true" and [h["id"] for h in r.json()] == [
+            h["id"] for h in rows[3:6]
+        ]
         r = c.get(f"{API}/jobs/{job_id}/history", params={"limit": 3, "offset": 6})
         assert r.headers["X-Has-More"] == "false" and [h["id"] for h in r.json()] == [rows[6]["id"]]
         r = c.get(f"{API}/jobs/{job_id}/history", params={"limit": 7})
@@ -457,7 +569,13 @@ def test_history_of_a_cancelled_and_a_retried_job(tenant: Tenant) -> None:
         c.post(f"{API}/jobs/{job_id}/retry")
         c.delete(f"{API}/jobs/{job_id}")
         rows = history(c, job_id)
-        assert [h["event_type"] for h in rows] == ["created", "claimed", "deadlettered", "retried", "cancelled"]
+        assert [h["event_type"] for h in rows] == [
+            "created",
+            "claimed",
+            "deadlettered",
+            "retried",
+            "cancelled",
+        ]
         assert rows[2]["details"] == {"from": "processing", "to": "deadletter", "error": "fatal"}
         assert rows[3]["details"]["from"] == "deadletter" and rows[3]["details"]["to"] == "pending"
         assert rows[3]["worker_id"] is None

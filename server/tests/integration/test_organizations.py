@@ -12,13 +12,49 @@ import pytest
 
 from ..support import ADMIN_KEY, ServerProcess, Tenant, TestDatabase, create_tenant, running_server
 
-ORG_FIELDS = {"id", "name", "slug", "plan_tier", "billing_email", "settings", "custom_limits",
-              "stripe_customer_id", "stripe_subscription_id", "stripe_subscription_status",
-              "stripe_current_period_end", "stripe_cancel_at_period_end", "created_at", "updated_at"}
-USAGE_KEYS = {"jobs_today", "active_jobs", "queues", "workers", "api_keys", "schedules", "workflows", "webhooks"}
-LIMIT_FIELDS = {"tier", "display_name", "max_jobs_per_day", "max_active_jobs", "max_queues", "max_workers",
-                "max_api_keys", "max_schedules", "max_workflows", "max_webhooks", "max_payload_size_bytes",
-                "rate_limit_requests_per_second", "rate_limit_burst", "job_retention_days", "history_retention_days"}
+ORG_FIELDS = {
+    "id",
+    "name",
+    "slug",
+    "plan_tier",
+    "billing_email",
+    "settings",
+    "custom_limits",
+    "stripe_customer_id",
+    "stripe_subscription_id",
+    "stripe_subscription_status",
+    "stripe_current_period_end",
+    "stripe_cancel_at_period_end",
+    "created_at",
+    "updated_at",
+}
+USAGE_KEYS = {
+    "jobs_today",
+    "active_jobs",
+    "queues",
+    "workers",
+    "api_keys",
+    "schedules",
+    "workflows",
+    "webhooks",
+}
+LIMIT_FIELDS = {
+    "tier",
+    "display_name",
+    "max_jobs_per_day",
+    "max_active_jobs",
+    "max_queues",
+    "max_workers",
+    "max_api_keys",
+    "max_schedules",
+    "max_workflows",
+    "max_webhooks",
+    "max_payload_size_bytes",
+    "rate_limit_requests_per_second",
+    "rate_limit_burst",
+    "job_retention_days",
+    "history_retention_days",
+}
 
 
 def new_slug() -> str:
@@ -47,7 +83,9 @@ def test_create_returns_the_org_and_its_initial_key(server: ServerProcess) -> No
     assert org["created_at"].endswith("Z")
     assert set(body["api_key"]) == {"id", "key", "name", "created_at"}
     assert body["api_key"]["name"] == "Initial Admin Key"
-    with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {body['api_key']['key']}"}) as c:
+    with httpx.Client(
+        base_url=server.base_url, headers={"Authorization": f"Bearer {body['api_key']['key']}"}
+    ) as c:
         keys = c.get("/api/v1/api-keys").json()
         assert [k["queues"] for k in keys] == [["*"]]
 
@@ -63,18 +101,21 @@ def test_create_conflicts(server: ServerProcess) -> None:
     assert r.status_code == 409
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    ({"name": "ab", "slug": "valid-slug"}, "name"),
-    ({"name": "x" * 101, "slug": "valid-slug"}, "name"),
-    ({"name": "Good", "slug": "ab"}, "slug"),
-    ({"name": "Good", "slug": "Upper"}, "slug"),
-    ({"name": "Good", "slug": "9lives"}, "slug"),
-    ({"name": "Good", "slug": "double--dash"}, "slug"),
-    ({"name": "Good", "slug": "trailing-"}, "slug"),
-    ({"name": "Good", "slug": "admin"}, "slug"),
-    ({"name": "Good", "slug": "x" * 51}, "slug"),
-    ({"name": "Good", "slug": "valid-slug-2", "billing_email": "not-an-email"}, "billing_email"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"name": "ab", "slug": "valid-slug"}, "name"),
+        ({"name": "x" * 101, "slug": "valid-slug"}, "name"),
+        ({"name": "Good", "slug": "ab"}, "slug"),
+        ({"name": "Good", "slug": "Upper"}, "slug"),
+        ({"name": "Good", "slug": "9lives"}, "slug"),
+        ({"name": "Good", "slug": "double--dash"}, "slug"),
+        ({"name": "Good", "slug": "trailing-"}, "slug"),
+        ({"name": "Good", "slug": "admin"}, "slug"),
+        ({"name": "Good", "slug": "x" * 51}, "slug"),
+        ({"name": "Good", "slug": "valid-slug-2", "billing_email": "not-an-email"}, "billing_email"),
+    ],
+)
 def test_create_validation(server: ServerProcess, body: dict[str, object], field: str) -> None:
     r = post_org(server, body)
     assert r.status_code == 400, r.text
@@ -86,8 +127,12 @@ def test_create_shape_errors(server: ServerProcess) -> None:
     r = post_org(server, {"name": "No slug"})
     assert r.status_code == 422
     assert r.json()["details"][0]["field"] == "slug"
-    r = httpx.post(server.base_url + "/api/v1/organizations", content=b"name=x", timeout=30,
-                   headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = httpx.post(
+        server.base_url + "/api/v1/organizations",
+        content=b"name=x",
+        timeout=30,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 415
 
 
@@ -155,8 +200,15 @@ def test_list_shows_only_the_callers_org(tenant: Tenant, other_tenant: Tenant) -
     with tenant.client() as c:
         r = c.get("/api/v1/organizations")
     assert r.status_code == 200
-    assert r.json() == [{"id": tenant.org_id, "name": f"Test {tenant.slug}", "slug": tenant.slug,
-                         "plan_tier": "enterprise", "created_at": r.json()[0]["created_at"]}]
+    assert r.json() == [
+        {
+            "id": tenant.org_id,
+            "name": f"Test {tenant.slug}",
+            "slug": tenant.slug,
+            "plan_tier": "enterprise",
+            "created_at": r.json()[0]["created_at"],
+        }
+    ]
 
 
 def test_get_own_org_and_404_for_others(tenant: Tenant, other_tenant: Tenant) -> None:
@@ -169,7 +221,10 @@ def test_get_own_org_and_404_for_others(tenant: Tenant, other_tenant: Tenant) ->
             r = c.get(f"/api/v1/organizations/{other}")
             assert r.status_code == 404
             assert r.json() == {"code": "NOT_FOUND", "message": "Resource not found", "details": None}
-    assert httpx.get(f"{tenant.server.base_url}/api/v1/organizations/{tenant.org_id}", timeout=30).status_code == 401
+    assert (
+        httpx.get(f"{tenant.server.base_url}/api/v1/organizations/{tenant.org_id}", timeout=30).status_code
+        == 401
+    )
 
 
 def test_scoped_keys_read_but_never_manage(tenant: Tenant) -> None:
@@ -182,11 +237,15 @@ def test_scoped_keys_read_but_never_manage(tenant: Tenant) -> None:
         assert r.json()["settings"]["webhook_token"] is None
         org = tenant.org_id
         for method, path in [
-            ("PUT", f"/api/v1/organizations/{org}"), ("DELETE", f"/api/v1/organizations/{org}"),
-            ("GET", f"/api/v1/organizations/{org}/members"), ("GET", "/api/v1/organizations/usage"),
-            ("GET", f"/api/v1/organizations/{org}/usage"), ("GET", "/api/v1/organizations/webhook-token"),
+            ("PUT", f"/api/v1/organizations/{org}"),
+            ("DELETE", f"/api/v1/organizations/{org}"),
+            ("GET", f"/api/v1/organizations/{org}/members"),
+            ("GET", "/api/v1/organizations/usage"),
+            ("GET", f"/api/v1/organizations/{org}/usage"),
+            ("GET", "/api/v1/organizations/webhook-token"),
             ("POST", "/api/v1/organizations/webhook-token/regenerate"),
-            ("POST", "/api/v1/organizations/webhook-token/clear"), ("DELETE", "/api/v1/organizations/webhook-token"),
+            ("POST", "/api/v1/organizations/webhook-token/clear"),
+            ("DELETE", "/api/v1/organizations/webhook-token"),
             ("GET", f"/api/v1/organizations/{org}/webhook-token"),
         ]:
             r = s.request(method, path, json={"name": "Renamed"} if method == "PUT" else None)
@@ -200,29 +259,47 @@ def test_scoped_keys_read_but_never_manage(tenant: Tenant) -> None:
 # --- update -------------------------------------------------------------------------------------------------
 
 
-async def test_update_replaces_settings_but_keeps_token_and_secrets(tenant: Tenant,
-                                                                    owner_db: asyncpg.Connection) -> None:
+async def test_update_replaces_settings_but_keeps_token_and_secrets(
+    tenant: Tenant, owner_db: asyncpg.Connection
+) -> None:
     with tenant.client() as c:
         token = c.get("/api/v1/organizations/webhook-token").json()["webhook_token"]
-        r = c.put(f"/api/v1/organizations/{tenant.org_id}", json={
-            "name": "Renamed Org", "billing_email": f"{tenant.slug}@example.com",
-            "settings": {"theme": "dark", "ingest_secrets": {"github": "gh-secret", "stripe": "st-secret"}},
-        })
+        r = c.put(
+            f"/api/v1/organizations/{tenant.org_id}",
+            json={
+                "name": "Renamed Org",
+                "billing_email": f"{tenant.slug}@example.com",
+                "settings": {
+                    "theme": "dark",
+                    "ingest_secrets": {"github": "gh-secret", "stripe": "st-secret"},
+                },
+            },
+        )
         assert r.status_code == 200, r.text
         org = r.json()
         assert set(org) == ORG_FIELDS
         assert org["name"] == "Renamed Org" and org["billing_email"] == f"{tenant.slug}@example.com"
-        assert org["settings"] == {"theme": "dark", "webhook_token": token,
-                                   "ingest_secrets": {"github": "********", "stripe": "********"}}
+        assert org["settings"] == {
+            "theme": "dark",
+            "webhook_token": token,
+            "ingest_secrets": {"github": "********", "stripe": "********"},
+        }
         # Replace: `theme` goes away; omitted secrets are kept; a masked value sent back keeps the secret.
         r = c.put(f"/api/v1/organizations/{tenant.org_id}", json={"settings": {"mode": "b"}})
-        assert r.json()["settings"] == {"mode": "b", "webhook_token": token,
-                                        "ingest_secrets": {"github": "********", "stripe": "********"}}
-        r = c.put(f"/api/v1/organizations/{tenant.org_id}", json={
-            "settings": {"ingest_secrets": {"github": "********", "shopify": "sh-secret"}}})
+        assert r.json()["settings"] == {
+            "mode": "b",
+            "webhook_token": token,
+            "ingest_secrets": {"github": "********", "stripe": "********"},
+        }
+        r = c.put(
+            f"/api/v1/organizations/{tenant.org_id}",
+            json={"settings": {"ingest_secrets": {"github": "********", "shopify": "sh-secret"}}},
+        )
         assert r.status_code == 200
         assert r.json()["name"] == "Renamed Org"  # omitted fields are kept
-    stored = await owner_db.fetchval("SELECT settings FROM organizations WHERE id = $1", uuid.UUID(tenant.org_id))
+    stored = await owner_db.fetchval(
+        "SELECT settings FROM organizations WHERE id = $1", uuid.UUID(tenant.org_id)
+    )
     stored = msgspec.json.decode(stored) if isinstance(stored, (str, bytes)) else stored
     assert stored["ingest_secrets"] == {"github": "gh-secret", "shopify": "sh-secret"}
     assert stored["webhook_token"] == token
@@ -231,26 +308,41 @@ async def test_update_replaces_settings_but_keeps_token_and_secrets(tenant: Tena
 def test_update_validation(tenant: Tenant, other_tenant: Tenant) -> None:
     email = f"{other_tenant.slug}@example.com"
     with other_tenant.client() as o:
-        assert o.put(f"/api/v1/organizations/{other_tenant.org_id}", json={"billing_email": email}).status_code == 200
+        assert (
+            o.put(f"/api/v1/organizations/{other_tenant.org_id}", json={"billing_email": email}).status_code
+            == 200
+        )
     with tenant.client() as c:
         url = f"/api/v1/organizations/{tenant.org_id}"
-        for body, status in [({"name": "ab"}, 400), ({"billing_email": "nope"}, 400),
-                             ({"settings": {"blob": "x" * 70000}}, 400), ({"settings": [1, 2]}, 422),
-                             ({"settings": {"ingest_secrets": "plain"}}, 400),
-                             ({"settings": {"ingest_secrets": {"github": 5}}}, 400),
-                             ({"billing_email": email.upper()}, 409)]:
+        for body, status in [
+            ({"name": "ab"}, 400),
+            ({"billing_email": "nope"}, 400),
+            ({"settings": {"blob": "x" * 70000}}, 400),
+            ({"settings": [1, 2]}, 422),
+            ({"settings": {"ingest_secrets": "plain"}}, 400),
+            ({"settings": {"ingest_secrets": {"github": 5}}}, 400),
+            ({"billing_email": email.upper()}, 409),
+        ]:
             r = c.put(url, json=body)
             assert r.status_code == status, (body, r.text)
-        assert c.put(f"/api/v1/organizations/{other_tenant.org_id}", json={"name": "Mine now"}).status_code == 404
+        assert (
+            c.put(f"/api/v1/organizations/{other_tenant.org_id}", json={"name": "Mine now"}).status_code
+            == 404
+        )
         assert c.put(f"/api/v1/organizations/{uuid.uuid4()}", json={"name": "Ghost"}).status_code == 404
     with other_tenant.client() as o:
-        assert o.get(f"/api/v1/organizations/{other_tenant.org_id}").json()["name"] == f"Test {other_tenant.slug}"
+        assert (
+            o.get(f"/api/v1/organizations/{other_tenant.org_id}").json()["name"]
+            == f"Test {other_tenant.slug}"
+        )
 
 
 # --- delete -------------------------------------------------------------------------------------------------
 
 
-async def test_delete_refuses_while_work_is_active(server: ServerProcess, owner_db: asyncpg.Connection) -> None:
+async def test_delete_refuses_while_work_is_active(
+    server: ServerProcess, owner_db: asyncpg.Connection
+) -> None:
     victim = create_tenant(server)
     url = f"/api/v1/organizations/{victim.org_id}"
     with victim.client() as c:
@@ -261,14 +353,19 @@ async def test_delete_refuses_while_work_is_active(server: ServerProcess, owner_
         assert "jobs" in r.json()["message"]
         assert c.delete(f"/api/v1/jobs/{job}").status_code == 204  # cancel
     await owner_db.execute(
-        "INSERT INTO workers (id, organization_id, queue_name, hostname, status) VALUES ($1, $2, 'busy', 'h', $3)",
-        f"w-{uuid.uuid4().hex[:8]}", uuid.UUID(victim.org_id), "draining")
+        "INSERT INTO workers (id, organization_id, queue_name, hostname, status)"
+        " VALUES ($1, $2, 'busy', 'h', $3)",
+        f"w-{uuid.uuid4().hex[:8]}",
+        uuid.UUID(victim.org_id),
+        "draining",
+    )
     with victim.client() as c:
         r = c.delete(url)
         assert r.status_code == 409
         assert "workers" in r.json()["message"]
-    await owner_db.execute("UPDATE workers SET status = 'offline' WHERE organization_id = $1",
-                           uuid.UUID(victim.org_id))
+    await owner_db.execute(
+        "UPDATE workers SET status = 'offline' WHERE organization_id = $1", uuid.UUID(victim.org_id)
+    )
     with victim.client() as c:
         assert c.delete(f"/api/v1/organizations/{uuid.uuid4()}").status_code == 404
         r = c.delete(url)
@@ -276,18 +373,34 @@ async def test_delete_refuses_while_work_is_active(server: ServerProcess, owner_
         # Everything of it is gone, and its key stops working at once.
         assert c.get("/api/v1/organizations").status_code == 401
     org = uuid.UUID(victim.org_id)
-    for table in ("organizations", "api_keys", "jobs", "job_history", "workers", "usage_daily"):
-        column = "id" if table == "organizations" else "organization_id"
-        assert await owner_db.fetchval(f"SELECT count(*) FROM {table} WHERE {column} = $1", org) == 0, table
+    assert await owner_db.fetchval("SELECT count(*) FROM organizations WHERE id = $1", org) == 0
+    tables = await owner_db.fetch(
+        "SELECT table_name FROM information_schema.columns"
+        " WHERE column_name = 'organization_id' AND table_schema = current_schema()"
+    )
+    assert {"api_keys", "jobs", "job_history", "workers", "usage_daily"} <= {t["table_name"] for t in tables}
+    for t in tables:
+        name = t["table_name"]
+        left = await owner_db.fetchval(f'SELECT count(*) FROM "{name}" WHERE organization_id = $1', org)
+        assert left == 0, name
 
 
-async def test_delete_refuses_with_an_active_schedule(server: ServerProcess, owner_db: asyncpg.Connection) -> None:
+async def test_delete_refuses_with_an_active_schedule(
+    server: ServerProcess, owner_db: asyncpg.Connection
+) -> None:
     if await owner_db.fetchval("SELECT to_regclass('schedules') IS NULL"):
         pytest.skip("the schedules table does not exist yet")
     victim = create_tenant(server)
     with victim.client() as c:
-        r = c.post("/api/v1/schedules", json={"name": "nightly", "cron_expression": "0 3 * * *",
-                                              "queue_name": "cron-q", "payload_template": {}})
+        r = c.post(
+            "/api/v1/schedules",
+            json={
+                "name": "nightly",
+                "cron_expression": "0 3 * * *",
+                "queue_name": "cron-q",
+                "payload_template": {},
+            },
+        )
         assert r.status_code == 201, r.text
         r = c.delete(f"/api/v1/organizations/{victim.org_id}")
         assert r.status_code == 409
@@ -344,7 +457,12 @@ def test_usage_on_the_unlimited_plan(tenant: Tenant, alias: bool) -> None:
     assert usage["plan_display_name"] == "Unlimited (self-hosted)"
     assert usage["limits"]["rate_limit_requests_per_second"] == 0 and usage["limits"]["max_queues"] is None
     # jobs_today is buffered in memory on unlimited plans; the usage read flushes it.
-    assert usage["usage"]["jobs_today"] == {"current": 4, "limit": None, "percentage": None, "is_disabled": False}
+    assert usage["usage"]["jobs_today"] == {
+        "current": 4,
+        "limit": None,
+        "percentage": None,
+        "is_disabled": False,
+    }
     assert usage["usage"]["active_jobs"]["current"] == 4
     assert usage["usage"]["queues"]["current"] == 2
     assert usage["usage"]["api_keys"]["current"] == 1
@@ -364,9 +482,24 @@ def test_usage_warnings_on_the_free_plan(server: ServerProcess) -> None:
         usage = c.get("/api/v1/organizations/usage").json()
         assert_usage_shape(usage)
         assert usage["plan"] == "free" and usage["limits"]["tier"] == "free"
-        assert usage["usage"]["jobs_today"] == {"current": 5, "limit": 1000, "percentage": 0.5, "is_disabled": False}
-        assert usage["usage"]["active_jobs"] == {"current": 5, "limit": 10, "percentage": 50.0, "is_disabled": False}
-        assert usage["usage"]["workflows"] == {"current": 0, "limit": 0, "percentage": None, "is_disabled": True}
+        assert usage["usage"]["jobs_today"] == {
+            "current": 5,
+            "limit": 1000,
+            "percentage": 0.5,
+            "is_disabled": False,
+        }
+        assert usage["usage"]["active_jobs"] == {
+            "current": 5,
+            "limit": 10,
+            "percentage": 50.0,
+            "is_disabled": False,
+        }
+        assert usage["usage"]["workflows"] == {
+            "current": 0,
+            "limit": 0,
+            "percentage": None,
+            "is_disabled": True,
+        }
         warnings = {w["resource"]: w for w in usage["warnings"]}
         # free warns from 50 %: active jobs 5/10, queues 1/2, api keys 1/2.
         assert set(warnings) == {"active_jobs", "queues", "api_keys"}
@@ -409,18 +542,22 @@ def test_webhook_token_aliases(tenant: Tenant, other_tenant: Tenant) -> None:
         assert token.startswith("whk_")
         regenerated = c.post(f"/api/v1/organizations/{org}/webhook-token/regenerate").json()["webhook_token"]
         assert regenerated != token
-        for method, path in [("POST", f"/api/v1/organizations/{org}/webhook-token/clear"),
-                             ("DELETE", f"/api/v1/organizations/{org}/webhook-token"),
-                             ("DELETE", "/api/v1/organizations/webhook-token")]:
+        for method, path in [
+            ("POST", f"/api/v1/organizations/{org}/webhook-token/clear"),
+            ("DELETE", f"/api/v1/organizations/{org}/webhook-token"),
+            ("DELETE", "/api/v1/organizations/webhook-token"),
+        ]:
             c.post("/api/v1/organizations/webhook-token/regenerate")
             r = c.request(method, path)
             assert r.status_code == 200, (method, path, r.text)
             assert r.json()["webhook_token"] is None
         other = other_tenant.org_id
-        for method, path in [("GET", f"/api/v1/organizations/{other}/webhook-token"),
-                             ("POST", f"/api/v1/organizations/{other}/webhook-token/regenerate"),
-                             ("POST", f"/api/v1/organizations/{other}/webhook-token/clear"),
-                             ("DELETE", f"/api/v1/organizations/{other}/webhook-token")]:
+        for method, path in [
+            ("GET", f"/api/v1/organizations/{other}/webhook-token"),
+            ("POST", f"/api/v1/organizations/{other}/webhook-token/regenerate"),
+            ("POST", f"/api/v1/organizations/{other}/webhook-token/clear"),
+            ("DELETE", f"/api/v1/organizations/{other}/webhook-token"),
+        ]:
             assert c.request(method, path).status_code == 404, (method, path)
     with other_tenant.client() as o:
         assert o.get("/api/v1/organizations/webhook-token").json()["webhook_token"].startswith("whk_")
@@ -447,8 +584,12 @@ def test_closed_registration_needs_the_admin_key(database: TestDatabase) -> None
         r = post_org(srv, {"name": "Closed Co", "slug": new_slug()}, headers={"X-Admin-Key": ADMIN_KEY})
         assert r.status_code == 201, r.text
         # The slug helpers stay public.
-        assert httpx.get(srv.base_url + "/api/v1/organizations/check-slug", params={"slug": "abc"},
-                         timeout=30).status_code == 200
+        assert (
+            httpx.get(
+                srv.base_url + "/api/v1/organizations/check-slug", params={"slug": "abc"}, timeout=30
+            ).status_code
+            == 200
+        )
 
 
 def test_invite_registration_refuses_everyone(database: TestDatabase) -> None:

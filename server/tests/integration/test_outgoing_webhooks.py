@@ -28,8 +28,15 @@ from .webhook_receiver import Receiver
 FAST_RETRY = {"SPOOLED_WEBHOOK_BACKOFF_BASE_SECS": "0.2", "OUTGOING_WEBHOOK_MAX_ATTEMPTS": "3"}
 PRODUCTION = {"SPOOLED_ENV": "production", "JWT_SECRET": "x" * 48}
 STARTUP_TIMEOUT_SECS = 100.0  # a loaded 2-core machine can take half a minute to import and start a server
-ALL_JOB_EVENTS = ["job.created", "job.started", "job.completed", "job.failed", "job.cancelled",
-                  "job.deadlettered", "job.retried"]
+ALL_JOB_EVENTS = [
+    "job.created",
+    "job.started",
+    "job.completed",
+    "job.failed",
+    "job.cancelled",
+    "job.deadlettered",
+    "job.retried",
+]
 
 
 def eventually(predicate: Any, timeout: float = 30.0) -> Any:
@@ -67,8 +74,9 @@ def org(wh_server: ServerProcess) -> Tenant:
     return create_tenant(wh_server)
 
 
-def add_webhook(client: httpx.Client, url: str, events: list[str], secret: str | None = "s3cret",
-                **extra: Any) -> dict[str, Any]:
+def add_webhook(
+    client: httpx.Client, url: str, events: list[str], secret: str | None = "s3cret", **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {"name": "hook", "url": url, "events": events, **extra}
     if secret is not None:
         body["secret"] = secret
@@ -102,22 +110,42 @@ def test_crud_validation_and_isolation(org: Tenant, wh_server: ServerProcess) ->
     other = create_tenant(wh_server)
     with org.client() as c, other.client() as oc:
         created = add_webhook(c, "http://127.0.0.1:9/x", ["job.completed", "queue.paused", "job.completed"])
-        assert set(created) == {"id", "organization_id", "name", "url", "events", "enabled", "failure_count",
-                                "last_triggered_at", "last_status", "created_at", "updated_at"}
+        assert set(created) == {
+            "id",
+            "organization_id",
+            "name",
+            "url",
+            "events",
+            "enabled",
+            "failure_count",
+            "last_triggered_at",
+            "last_status",
+            "created_at",
+            "updated_at",
+        }
         assert created["events"] == ["job.completed", "queue.paused"]
         assert created["enabled"] is True and created["failure_count"] == 0 and created["last_status"] is None
         hook = created["id"]
         assert [w["id"] for w in c.get("/api/v1/outgoing-webhooks").json()] == [hook]
         assert c.get(f"/api/v1/outgoing-webhooks/{hook}").json() == created
 
-        r = c.put(f"/api/v1/outgoing-webhooks/{hook}", json={"name": "renamed", "events": ["workflow.failed"]})
+        r = c.put(
+            f"/api/v1/outgoing-webhooks/{hook}", json={"name": "renamed", "events": ["workflow.failed"]}
+        )
         assert r.status_code == 200, r.text
         assert (r.json()["name"], r.json()["events"], r.json()["url"]) == (
-            "renamed", ["workflow.failed"], "http://127.0.0.1:9/x")
+            "renamed",
+            ["workflow.failed"],
+            "http://127.0.0.1:9/x",
+        )
 
-        for bad, field in [({"events": ["job.exploded"]}, "events"), ({"events": []}, "events"),
-                           ({"url": "ftp://example.com/x"}, "url"), ({"name": ""}, "name"),
-                           ({"url": "http://" + "a" * 2050 + ".com/"}, "url")]:
+        for bad, field in [
+            ({"events": ["job.exploded"]}, "events"),
+            ({"events": []}, "events"),
+            ({"url": "ftp://example.com/x"}, "url"),
+            ({"name": ""}, "name"),
+            ({"url": "http://" + "a" * 2050 + ".com/"}, "url"),
+        ]:
             body = {"name": "n", "url": "http://127.0.0.1:9/x", "events": ["job.created"], **bad}
             r = c.post("/api/v1/outgoing-webhooks", json=body)
             assert r.status_code == 400, (bad, r.text)
@@ -147,8 +175,10 @@ def test_job_events_delivered_signed(org: Tenant) -> None:
         hook = add_webhook(c, receiver.url(), ["job.created", "job.started", "job.completed"])
         job_id = enqueue(c)
         job = claim(c)
-        r = c.post(f"/api/v1/jobs/{job_id}/complete",
-                   json={"worker_id": "w1", "lease_id": job["lease_id"], "result": {"ok": True}})
+        r = c.post(
+            f"/api/v1/jobs/{job_id}/complete",
+            json={"worker_id": "w1", "lease_id": job["lease_id"], "result": {"ok": True}},
+        )
         assert r.status_code == 200, r.text
 
         got = {d.event: d for d in receiver.wait_for(3)}
@@ -164,18 +194,40 @@ def test_job_events_delivered_signed(org: Tenant) -> None:
             assert received.headers["user-agent"] == "Spooled-Webhooks/1"
             assert received.headers["content-type"] == "application/json"
             assert body["created_at"].endswith("Z")
-        assert got["job.created"].json()["data"] == {"job_id": job_id, "queue_name": "work", "priority": 0,
-                                                     "status": "pending", "workflow_id": None}
-        assert got["job.started"].json()["data"] == {"job_id": job_id, "queue_name": "work", "worker_id": "w1"}
-        assert got["job.completed"].json()["data"] == {"job_id": job_id, "queue_name": "work",
-                                                       "status": "completed", "result": {"ok": True}}
+        assert got["job.created"].json()["data"] == {
+            "job_id": job_id,
+            "queue_name": "work",
+            "priority": 0,
+            "status": "pending",
+            "workflow_id": None,
+        }
+        assert got["job.started"].json()["data"] == {
+            "job_id": job_id,
+            "queue_name": "work",
+            "worker_id": "w1",
+        }
+        assert got["job.completed"].json()["data"] == {
+            "job_id": job_id,
+            "queue_name": "work",
+            "status": "completed",
+            "result": {"ok": True},
+        }
 
-        listed = eventually(lambda: [d for d in deliveries(c, hook["id"]) if d["status"] == "success"]
-                            if len(deliveries(c, hook["id"], status="success")) == 3 else None)
+        listed = eventually(
+            lambda: (
+                [d for d in deliveries(c, hook["id"]) if d["status"] == "success"]
+                if len(deliveries(c, hook["id"], status="success")) == 3
+                else None
+            )
+        )
         assert {d["event"] for d in listed} == {"job.created", "job.started", "job.completed"}
         for d in listed:
             assert d["status_code"] == 200 and d["attempts"] == 1 and d["error"] is None
-            assert d["response_body"] == '{"received": true}' and d["delivered_at"] and d["next_attempt_at"] is None
+            assert (
+                d["response_body"] == '{"received": true}'
+                and d["delivered_at"]
+                and d["next_attempt_at"] is None
+            )
             assert d["payload"]["id"] == d["id"]
         assert deliveries(c, hook["id"], status="failed") == []
         updated = c.get(f"/api/v1/outgoing-webhooks/{hook['id']}").json()
@@ -185,14 +237,22 @@ def test_job_events_delivered_signed(org: Tenant) -> None:
 def test_failure_cancel_retry_and_lease_events(org: Tenant, wh_database_url: str) -> None:
     with Receiver() as receiver, org.client() as c:
         add_webhook(c, receiver.url(), ALL_JOB_EVENTS, secret=None)
-        # A failure with retries left is job.retried; the last one dead-letters: job.failed + job.deadlettered.
+        # A failure with retries left is job.retried; the last dead-letters (job.failed, job.deadlettered).
         job_id = enqueue(c, max_retries=1)
         job = claim(c)
-        c.post(f"/api/v1/jobs/{job_id}/fail", json={"worker_id": "w1", "lease_id": job["lease_id"], "error": "e1"})
+        c.post(
+            f"/api/v1/jobs/{job_id}/fail",
+            json={"worker_id": "w1", "lease_id": job["lease_id"], "error": "e1"},
+        )
         retried = receiver.wait_for(1, "job.retried")[0]
         assert "x-spooled-signature" not in retried.headers  # no secret, no signature
-        assert retried.json()["data"] == {"job_id": job_id, "queue_name": "work", "status": "pending",
-                                          "retry_count": 1, "manual": False}
+        assert retried.json()["data"] == {
+            "job_id": job_id,
+            "queue_name": "work",
+            "status": "pending",
+            "retry_count": 1,
+            "manual": False,
+        }
 
         async def make_due() -> None:
             conn = await asyncpg.connect(asyncpg_dsn(wh_database_url))
@@ -203,21 +263,35 @@ def test_failure_cancel_retry_and_lease_events(org: Tenant, wh_database_url: str
 
         asyncio.run(make_due())
         job = claim(c)
-        c.post(f"/api/v1/jobs/{job_id}/fail", json={"worker_id": "w1", "lease_id": job["lease_id"], "error": "e2"})
+        c.post(
+            f"/api/v1/jobs/{job_id}/fail",
+            json={"worker_id": "w1", "lease_id": job["lease_id"], "error": "e2"},
+        )
         failed = receiver.wait_for(1, "job.failed")[0].json()["data"]
         assert failed == {"job_id": job_id, "queue_name": "work", "status": "deadletter", "error": "e2"}
         dead = receiver.wait_for(1, "job.deadlettered")[0].json()["data"]
-        assert dead == {"job_id": job_id, "queue_name": "work", "status": "deadletter", "error": "e2",
-                        "retry_count": 2}
+        assert dead == {
+            "job_id": job_id,
+            "queue_name": "work",
+            "status": "deadletter",
+            "error": "e2",
+            "retry_count": 2,
+        }
 
         # A manual retry is job.retried with manual=true; cancelling is job.cancelled.
         assert c.post(f"/api/v1/jobs/{job_id}/retry").status_code == 200
         manual = [d.json()["data"] for d in receiver.wait_for(2, "job.retried") if d.json()["data"]["manual"]]
-        assert manual == [{"job_id": job_id, "queue_name": "work", "status": "pending", "retry_count": 0,
-                           "manual": True}]
+        assert manual == [
+            {"job_id": job_id, "queue_name": "work", "status": "pending", "retry_count": 0, "manual": True}
+        ]
         assert c.delete(f"/api/v1/jobs/{job_id}").status_code == 204
         cancelled = receiver.wait_for(1, "job.cancelled")[0].json()["data"]
-        assert cancelled == {"job_id": job_id, "queue_name": "work", "status": "cancelled", "old_status": "pending"}
+        assert cancelled == {
+            "job_id": job_id,
+            "queue_name": "work",
+            "status": "cancelled",
+            "old_status": "pending",
+        }
 
         # A lease that expires is requeued by the recovery loop: job.retried from the background path.
         other = enqueue(c, queue="leases")
@@ -226,24 +300,38 @@ def test_failure_cancel_retry_and_lease_events(org: Tenant, wh_database_url: str
         async def expire() -> None:
             conn = await asyncpg.connect(asyncpg_dsn(wh_database_url))
             try:
-                await conn.execute("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
-                                   uuid.UUID(other))
+                await conn.execute(
+                    "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
+                    uuid.UUID(other),
+                )
             finally:
                 await conn.close()
 
         asyncio.run(expire())
-        requeued = [d.json()["data"] for d in receiver.wait_for(3, "job.retried")
-                    if d.json()["data"]["job_id"] == other]
-        assert requeued == [{"job_id": other, "queue_name": "leases", "status": "pending", "retry_count": 1,
-                             "manual": False}]
+        requeued = [
+            d.json()["data"]
+            for d in receiver.wait_for(3, "job.retried")
+            if d.json()["data"]["job_id"] == other
+        ]
+        assert requeued == [
+            {"job_id": other, "queue_name": "leases", "status": "pending", "retry_count": 1, "manual": False}
+        ]
 
 
 def test_bulk_enqueue_emits_one_event_per_created_job(org: Tenant) -> None:
     with Receiver() as receiver, org.client() as c:
         add_webhook(c, receiver.url(), ["job.created"])
-        r = c.post("/api/v1/jobs/bulk", json={"queue_name": "bulk", "jobs": [
-            {"payload": {"i": 0}, "idempotency_key": "k0"}, {"payload": {"i": 1}, "priority": 5},
-            {"payload": {"i": 2}, "idempotency_key": "k0"}]})
+        r = c.post(
+            "/api/v1/jobs/bulk",
+            json={
+                "queue_name": "bulk",
+                "jobs": [
+                    {"payload": {"i": 0}, "idempotency_key": "k0"},
+                    {"payload": {"i": 1}, "priority": 5},
+                    {"payload": {"i": 2}, "idempotency_key": "k0"},
+                ],
+            },
+        )
         assert r.status_code == 200, r.text
         created = [s["job_id"] for s in r.json()["succeeded"] if s["created"]]
         assert len(created) == 2
@@ -313,29 +401,44 @@ def test_completion_callbacks_signed_with_job_secret(org: Tenant) -> None:
     with Receiver() as receiver, org.client() as c:
         done = enqueue(c, completion_webhook=receiver.url("/done"), completion_webhook_secret="job-secret")
         job = claim(c)
-        c.post(f"/api/v1/jobs/{done}/complete", json={"worker_id": "w1", "lease_id": job["lease_id"],
-                                                       "result": {"total": 3}})
+        c.post(
+            f"/api/v1/jobs/{done}/complete",
+            json={"worker_id": "w1", "lease_id": job["lease_id"], "result": {"total": 3}},
+        )
         callback = receiver.wait_for(1, "job.completed")[0]
         assert callback.path == "/done"
         assert callback.signature_valid("job-secret")
-        assert callback.json()["data"] == {"job_id": done, "queue_name": "work", "status": "completed",
-                                           "result": {"total": 3}}
+        assert callback.json()["data"] == {
+            "job_id": done,
+            "queue_name": "work",
+            "status": "completed",
+            "result": {"total": 3},
+        }
 
         dead = enqueue(c, max_retries=0, completion_webhook=receiver.url("/dead"))
         job = claim(c)
-        c.post(f"/api/v1/jobs/{dead}/fail", json={"worker_id": "w1", "lease_id": job["lease_id"], "error": "nope"})
+        c.post(
+            f"/api/v1/jobs/{dead}/fail",
+            json={"worker_id": "w1", "lease_id": job["lease_id"], "error": "nope"},
+        )
         failed = receiver.wait_for(1, "job.failed")[0]
         assert failed.path == "/dead" and "x-spooled-signature" not in failed.headers
-        assert failed.json()["data"] == {"job_id": dead, "queue_name": "work", "status": "deadletter",
-                                         "error": "nope"}
+        assert failed.json()["data"] == {
+            "job_id": dead,
+            "queue_name": "work",
+            "status": "deadletter",
+            "error": "nope",
+        }
         assert c.get("/api/v1/outgoing-webhooks").json() == []  # callbacks belong to no webhook
 
 
 def test_auto_disable_after_twenty_failed_deliveries(org: Tenant, wh_database_url: str) -> None:
     with Receiver(status=500) as receiver, org.client() as c:
         hook = add_webhook(c, receiver.url(), ["job.created"])
-        r = c.post("/api/v1/jobs/bulk", json={"queue_name": "many", "jobs": [{"payload": {"i": i}}
-                                                                               for i in range(22)]})
+        r = c.post(
+            "/api/v1/jobs/bulk",
+            json={"queue_name": "many", "jobs": [{"payload": {"i": i}} for i in range(22)]},
+        )
         assert r.json()["success_count"] == 22
 
         def disabled() -> dict[str, Any] | None:
@@ -394,10 +497,45 @@ def test_test_endpoint_posts_a_signed_test_event(org: Tenant) -> None:
         assert body["webhook_id"] == hook["id"] and body["organization_id"] == org.org_id
         assert deliveries(c, hook["id"]) == []  # not stored
 
+        # PUT: an omitted secret is kept, a string replaces it, null clears it.
+        def test_delivery() -> Any:
+            before = len(receiver.received("webhook.test"))
+            assert c.post(f"/api/v1/outgoing-webhooks/{hook['id']}/test").json()["success"] is True
+            return receiver.received("webhook.test")[before]
+
+        c.put(f"/api/v1/outgoing-webhooks/{hook['id']}", json={"name": "renamed"})
+        assert test_delivery().signature_valid("t0p")
+        c.put(f"/api/v1/outgoing-webhooks/{hook['id']}", json={"secret": "n3w"})
+        assert test_delivery().signature_valid("n3w")
+        c.put(f"/api/v1/outgoing-webhooks/{hook['id']}", json={"secret": None})
+        assert "x-spooled-signature" not in test_delivery().headers
+
         down = add_webhook(c, f"http://127.0.0.1:{free_port()}/hook", ["job.created"])
         result = c.post(f"/api/v1/outgoing-webhooks/{down['id']}/test").json()
         assert result["success"] is False and result["status_code"] is None and result["error"]
         assert isinstance(result["response_time_ms"], int)
+
+
+def test_webhooks_quota_counts_enabled_webhooks(wh_server: ServerProcess) -> None:
+    free = create_tenant(wh_server, plan_tier="free")  # max_webhooks = 1
+    with free.client() as c:
+        add_webhook(c, "http://127.0.0.1:9/a", ["job.created"])
+        r = c.post(
+            "/api/v1/outgoing-webhooks",
+            json={"name": "b", "url": "http://127.0.0.1:9/b", "events": ["job.created"]},
+        )
+        assert r.status_code == 429, r.text
+        assert (r.json()["code"], r.json()["resource"], r.json()["current"], r.json()["limit"]) == (
+            "QUOTA_EXCEEDED",
+            "webhooks",
+            1,
+            1,
+        )
+        spare = add_webhook(c, "http://127.0.0.1:9/b", ["job.created"], enabled=False)
+        assert c.put(f"/api/v1/outgoing-webhooks/{spare['id']}", json={"name": "spare"}).status_code == 200
+        r = c.put(f"/api/v1/outgoing-webhooks/{spare['id']}", json={"enabled": True})
+        assert r.status_code == 429 and r.json()["resource"] == "webhooks"
+        assert c.get(f"/api/v1/outgoing-webhooks/{spare['id']}").json()["enabled"] is False
 
 
 def test_manual_retry_of_a_failed_delivery(org: Tenant) -> None:
@@ -410,8 +548,12 @@ def test_manual_retry_of_a_failed_delivery(org: Tenant) -> None:
 
         r = c.post(f"/api/v1/outgoing-webhooks/{hook['id']}/retry/{failed['id']}")
         assert r.status_code == 200, r.text
-        assert r.json() == {"success": False, "message": r.json()["message"], "delivery_id": failed["id"],
-                            "status": "failed"}
+        assert r.json() == {
+            "success": False,
+            "message": r.json()["message"],
+            "delivery_id": failed["id"],
+            "status": "failed",
+        }
         assert isinstance(r.json()["message"], str)
 
         receiver.status = 200
@@ -438,8 +580,12 @@ def test_events_from_python_paths_use_the_outbox_helper(org: Tenant, wh_database
             try:
                 tx = conn.transaction()
                 await tx.start()
-                written = await enqueue_event(conn, org.org_id, "queue.paused",
-                                              {"queue_name": "work", "paused_at": None, "reason": "test"})
+                written = await enqueue_event(
+                    conn,
+                    org.org_id,
+                    "queue.paused",
+                    {"queue_name": "work", "paused_at": None, "reason": "test"},
+                )
                 await (tx.commit() if commit else tx.rollback())
                 return written
             finally:
@@ -454,7 +600,7 @@ def test_events_from_python_paths_use_the_outbox_helper(org: Tenant, wh_database
         assert got[0].signature_valid("s3cret")
 
 
-# --- production rules ------------------------------------------------------------------------------------------
+# --- production rules --------------------------------------------------------------------------------------
 
 
 @pytest.mark.timeout(240)
@@ -463,33 +609,47 @@ def test_production_rejects_private_targets_and_rechecks_at_send_time(database: 
     with serving(url, **PRODUCTION) as server, Receiver() as receiver:
         org = create_tenant(server)
         with org.client() as c:
-            for target in ["http://93.184.215.14/hook", "https://127.0.0.1/hook", "https://localhost/hook",
-                           "https://10.1.2.3/hook", "https://169.254.169.254/latest/meta-data",
-                           "https://[::1]/hook", "https://[::ffff:127.0.0.1]/hook", "https://100.64.0.1/x"]:
-                r = c.post("/api/v1/outgoing-webhooks", json={"name": "n", "url": target, "events": ["job.created"]})
+            for target in [
+                "http://93.184.215.14/hook",
+                "https://127.0.0.1/hook",
+                "https://localhost/hook",
+                "https://10.1.2.3/hook",
+                "https://169.254.169.254/latest/meta-data",
+                "https://[::1]/hook",
+                "https://[::ffff:127.0.0.1]/hook",
+                "https://100.64.0.1/x",
+            ]:
+                r = c.post(
+                    "/api/v1/outgoing-webhooks", json={"name": "n", "url": target, "events": ["job.created"]}
+                )
                 assert r.status_code == 400, (target, r.text)
                 assert r.json()["message"].startswith("url:")
             assert add_webhook(c, "https://93.184.215.14/hook", ["workflow.failed"])["enabled"] is True
 
-            # Completion callbacks are not checked at enqueue; the policy refuses them when they would be sent:
+            # Completion callbacks are not checked at enqueue; the policy refuses them when they are sent:
             # plain http, and an https URL whose host is loopback (checked at connect time).
             https_loopback = f"https://127.0.0.1:{receiver.port}/cb"
             for callback in [receiver.url("/cb"), https_loopback]:
                 job_id = enqueue(c, completion_webhook=callback)
                 job = claim(c)
-                r = c.post(f"/api/v1/jobs/{job_id}/complete", json={"worker_id": "w1", "lease_id": job["lease_id"]})
+                r = c.post(
+                    f"/api/v1/jobs/{job_id}/complete", json={"worker_id": "w1", "lease_id": job["lease_id"]}
+                )
                 assert r.status_code == 200, r.text
 
             async def callback_errors() -> dict[str, str]:
                 conn = await asyncpg.connect(asyncpg_dsn(url))
                 try:
-                    rows = await conn.fetch("SELECT url, error FROM webhook_deliveries"
-                                            " WHERE webhook_id IS NULL AND attempts >= 1")
+                    rows = await conn.fetch(
+                        "SELECT url, error FROM webhook_deliveries WHERE webhook_id IS NULL AND attempts >= 1"
+                    )
                     return {r["url"]: r["error"] for r in rows}
                 finally:
                     await conn.close()
 
-            errors = eventually(lambda: (lambda e: e if len(e) == 2 else None)(asyncio.run(callback_errors())))
+            errors = eventually(
+                lambda: (lambda e: e if len(e) == 2 else None)(asyncio.run(callback_errors()))
+            )
             assert "must use https" in errors[receiver.url("/cb")]
             assert "not a public address" in errors[https_loopback]
             assert receiver.received() == []

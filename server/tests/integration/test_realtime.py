@@ -52,9 +52,21 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--protected-mode", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                self.exe,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_until(self._answers, timeout=10)
         return self
@@ -135,8 +147,12 @@ def replicas(request: pytest.FixtureRequest) -> Replicas:
 
 def stream_client(tenant: Tenant, **kwargs: Any) -> httpx.AsyncClient:
     """An async client for long-lived streams: no read timeout."""
-    return httpx.AsyncClient(base_url=tenant.server.base_url, headers={"Authorization": f"Bearer {tenant.api_key}"},
-                             timeout=httpx.Timeout(30.0, read=None), **kwargs)
+    return httpx.AsyncClient(
+        base_url=tenant.server.base_url,
+        headers={"Authorization": f"Bearer {tenant.api_key}"},
+        timeout=httpx.Timeout(30.0, read=None),
+        **kwargs,
+    )
 
 
 def ws_url(server: ServerProcess, query: str = "") -> str:
@@ -163,12 +179,18 @@ class Received:
         return [env["data"] for env in self.of_type(event_type)]
 
     def latencies(self, queue: str) -> list[float]:
-        return [at - stamp(env["data"]["timestamp"]) for at, env, _ in self.items
-                if env["data"].get("queue_name") == queue]
+        return [
+            at - stamp(env["data"]["timestamp"])
+            for at, env, _ in self.items
+            if env["data"].get("queue_name") == queue
+        ]
 
     def transitions(self, queue: str) -> Counter[tuple[str, str, str]]:
-        return Counter((d["job_id"], d["old_status"], d["new_status"]) for d in self.data("JobStatusChange")
-                       if d.get("queue_name") == queue)
+        return Counter(
+            (d["job_id"], d["old_status"], d["new_status"])
+            for d in self.data("JobStatusChange")
+            if d.get("queue_name") == queue
+        )
 
 
 async def read_sse(response: httpx.Response, out: Received) -> None:
@@ -201,10 +223,11 @@ async def read_ws(ws: Any, out: Received) -> None:
 class Streams:
     """An SSE stream and a WebSocket on one server, read in the background."""
 
-    def __init__(self, server: ServerProcess, key: str, query: str = "") -> None:
+    def __init__(self, server: ServerProcess, key: str, query: str = "", *, websocket: bool = True) -> None:
         self.server = server
         self.key = key
         self.query = query
+        self.websocket = websocket
         self.sse = Received()
         self.ws = Received()
         self._tasks: list[asyncio.Task[None]] = []
@@ -214,22 +237,27 @@ class Streams:
 
     async def __aenter__(self) -> Streams:
         request = self._client.build_request(
-            "GET", self.server.base_url + "/api/v1/events" + (f"?{self.query}" if self.query else ""),
-            headers={"Authorization": f"Bearer {self.key}"})
+            "GET",
+            self.server.base_url + "/api/v1/events" + (f"?{self.query}" if self.query else ""),
+            headers={"Authorization": f"Bearer {self.key}"},
+        )
         self._response = await self._client.send(request, stream=True)
         assert self._response.status_code == 200, await self._response.aread()
         self._tasks.append(asyncio.create_task(read_sse(self._response, self.sse)))
-        self._ws = await websockets.connect(ws_url(self.server, self.query),
-                                            additional_headers={"X-API-Key": self.key}, max_size=None)
-        self._tasks.append(asyncio.create_task(read_ws(self._ws, self.ws)))
+        if self.websocket:
+            self._ws = await websockets.connect(
+                ws_url(self.server, self.query), additional_headers={"X-API-Key": self.key}, max_size=None
+            )
+            self._tasks.append(asyncio.create_task(read_ws(self._ws, self.ws)))
         await async_wait_until(self._ready, timeout=10)
         return self
 
     async def _ready(self) -> bool:
-        return bool(self.sse.comments) and bool(self.ws.of_type("Ping"))
+        return bool(self.sse.comments) and (not self.websocket or bool(self.ws.of_type("Ping")))
 
     async def __aexit__(self, *exc: Any) -> None:
-        await self._ws.close()
+        if self._ws is not None:
+            await self._ws.close()
         if self._response is not None:
             await self._response.aclose()
         for task in self._tasks:
@@ -252,7 +280,7 @@ async def probe_until_seen(producer: httpx.AsyncClient, *streams: Received) -> N
     await async_wait_until(all_saw_one, timeout=15, interval=0.05)
 
 
-# --- the job flow that walks every transition ----------------------------------------------------------------
+# --- the job flow that walks every transition ------------------------------------------------------
 
 
 async def job_flow(c: httpx.AsyncClient, queue: str, jobs: int) -> Counter[tuple[str, str, str]]:
@@ -261,27 +289,40 @@ async def job_flow(c: httpx.AsyncClient, queue: str, jobs: int) -> Counter[tuple
     Returns every status transition the server reported, as (job_id, old, new).
     """
     expected: Counter[tuple[str, str, str]] = Counter()
-    r = await c.post("/api/v1/jobs/bulk", json={"queue_name": queue, "default_max_retries": 1,
-                                                "jobs": [{"payload": {"n": i}} for i in range(jobs)]})
+    r = await c.post(
+        "/api/v1/jobs/bulk",
+        json={
+            "queue_name": queue,
+            "default_max_retries": 1,
+            "jobs": [{"payload": {"n": i}} for i in range(jobs)],
+        },
+    )
     assert r.status_code in (200, 201), r.text
     assert r.json()["success_count"] == jobs
 
     async def claim(limit: int) -> list[dict[str, Any]]:
-        claimed = (await c.post("/api/v1/jobs/claim", json={"queue_name": queue, "worker_id": "rt-worker",
-                                                           "limit": limit})).json()["jobs"]
+        claimed = (
+            await c.post(
+                "/api/v1/jobs/claim", json={"queue_name": queue, "worker_id": "rt-worker", "limit": limit}
+            )
+        ).json()["jobs"]
         for job in claimed:
             expected[(job["id"], "pending", "processing")] += 1
         return list(claimed)
 
     async def complete(job: dict[str, Any]) -> None:
-        r = await c.post(f"/api/v1/jobs/{job['id']}/complete",
-                         json={"worker_id": "rt-worker", "lease_id": job["lease_id"], "result": {"ok": True}})
+        r = await c.post(
+            f"/api/v1/jobs/{job['id']}/complete",
+            json={"worker_id": "rt-worker", "lease_id": job["lease_id"], "result": {"ok": True}},
+        )
         assert r.status_code == 200, r.text
         expected[(job["id"], "processing", "completed")] += 1
 
     async def fail(job: dict[str, Any]) -> bool:
-        r = await c.post(f"/api/v1/jobs/{job['id']}/fail",
-                         json={"worker_id": "rt-worker", "lease_id": job["lease_id"], "error": "boom"})
+        r = await c.post(
+            f"/api/v1/jobs/{job['id']}/fail",
+            json={"worker_id": "rt-worker", "lease_id": job["lease_id"], "error": "boom"},
+        )
         assert r.status_code == 200, r.text
         will_retry = bool(r.json()["will_retry"])
         expected[(job["id"], "processing", "pending" if will_retry else "deadletter")] += 1
@@ -299,7 +340,7 @@ async def job_flow(c: httpx.AsyncClient, queue: str, jobs: int) -> Counter[tuple
     for j in second[:half]:
         await complete(j)
     assert not any([await fail(j) for j in second[half:]])
-    for job in second[half:half + 5]:
+    for job in second[half : half + 5]:
         r = await c.post(f"/api/v1/jobs/{job['id']}/retry")
         assert r.status_code == 200, r.text
         expected[(job["id"], "deadletter", "pending")] += 1
@@ -309,11 +350,11 @@ async def job_flow(c: httpx.AsyncClient, queue: str, jobs: int) -> Counter[tuple
     return expected
 
 
-async def eventually(predicate: Any, timeout: float = 10.0) -> None:
+async def eventually(predicate: Any, within: float = 10.0) -> None:
     async def check() -> Any:
         return predicate()
 
-    await async_wait_until(check, timeout=timeout)
+    await async_wait_until(check, timeout=within)
 
 
 def p99(values: list[float]) -> float:
@@ -321,22 +362,27 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-# --- tests ---------------------------------------------------------------------------------------------------
+# --- tests -----------------------------------------------------------------------------------------
 
 
 async def test_every_state_change_reaches_another_replica_within_100ms(replicas: Replicas) -> None:
     tenant = create_tenant(replicas.producer)
     queue = "rt-" + uuid.uuid4().hex[:6]
-    async with Streams(replicas.subscriber, tenant.api_key) as remote, \
-            Streams(replicas.producer, tenant.api_key) as local, \
-            tenant.async_client() as producer:
+    async with (
+        Streams(replicas.subscriber, tenant.api_key) as remote,
+        Streams(replicas.producer, tenant.api_key, websocket=False) as local,
+        tenant.async_client() as producer,
+    ):
         await probe_until_seen(producer, remote.sse, remote.ws)
         expected: Counter[tuple[str, str, str]] = Counter()
         for _ in range(4):
             expected += await job_flow(producer, queue, 50)
         completions = sum(n for (_, _, new), n in expected.items() if new == "completed")
-        failures = sum(n for (_, old, new), n in expected.items()
-                       if old == "processing" and new in ("pending", "deadletter"))
+        failures = sum(
+            n
+            for (_, old, new), n in expected.items()
+            if old == "processing" and new in ("pending", "deadletter")
+        )
         # Every status change, plus JobCreated, JobCompleted and JobFailed.
         total_events = sum(expected.values()) + 4 * 50 + completions + failures
 
@@ -371,8 +417,10 @@ async def test_scoped_key_sees_only_its_queues(pg_replicas: Replicas) -> None:
         assert other.get("/api/v1/events/queues/theirs").status_code == 403
         other.close()
     with pytest.raises(websockets.InvalidStatus) as denied:
-        await websockets.connect(ws_url(pg_replicas.subscriber, "queue=theirs"),
-                                 additional_headers={"Authorization": f"Bearer {scoped}"})
+        await websockets.connect(
+            ws_url(pg_replicas.subscriber, "queue=theirs"),
+            additional_headers={"Authorization": f"Bearer {scoped}"},
+        )
     assert denied.value.response.status_code == 403
     assert json.loads(bytes(denied.value.response.body or b""))["code"] == "ACCESS_DENIED"
 
@@ -382,13 +430,17 @@ async def test_scoped_key_sees_only_its_queues(pg_replicas: Replicas) -> None:
             r = await producer.post("/api/v1/jobs", json={"queue_name": queue, "payload": {}})
             assert r.status_code == 201
         # Subscribing to a queue outside scope over WebSocket is refused with an error reply.
-        await streams._ws.send(json.dumps({"type": "subscribe", "request_id": "x1",
-                                           "filter": {"queue_name": "theirs"}}))
+        await streams._ws.send(
+            json.dumps({"type": "subscribe", "request_id": "x1", "filter": {"queue_name": "theirs"}})
+        )
 
         async def settled() -> bool:
             replies = streams.ws.of_type("error")
-            return len(streams.sse.data("JobCreated")) >= 2 and len(streams.ws.data("JobCreated")) >= 2 \
+            return (
+                len(streams.sse.data("JobCreated")) >= 2
+                and len(streams.ws.data("JobCreated")) >= 2
                 and bool(replies)
+            )
 
         await async_wait_until(settled, timeout=10)
         await asyncio.sleep(0.3)
@@ -407,8 +459,9 @@ async def _warm(producer: httpx.AsyncClient, streams: Streams) -> None:
         r = await producer.post("/api/v1/jobs", json={"queue_name": "mine", "payload": {"probe": True}})
         seen.add(r.json()["id"])
         await asyncio.sleep(0.05)
-        return any(d["job_id"] in seen for d in streams.sse.data("JobCreated")) and \
-            any(d["job_id"] in seen for d in streams.ws.data("JobCreated"))
+        return any(d["job_id"] in seen for d in streams.sse.data("JobCreated")) and any(
+            d["job_id"] in seen for d in streams.ws.data("JobCreated")
+        )
 
     await async_wait_until(seen_one, timeout=15)
     streams.sse.items.clear()
@@ -418,9 +471,12 @@ async def _warm(producer: httpx.AsyncClient, streams: Streams) -> None:
 async def test_auth_forms_and_bad_credentials(server: ServerProcess, tenant: Tenant) -> None:
     base = server.base_url + "/api/v1/events"
     async with httpx.AsyncClient(timeout=10) as c:
-        for params, headers in (({"token": tenant.api_key}, {}), ({"api_key": tenant.api_key}, {}),
-                                ({}, {"X-API-Key": tenant.api_key}),
-                                ({}, {"Authorization": f"Bearer {tenant.api_key}"})):
+        for params, headers in (
+            ({"token": tenant.api_key}, {}),
+            ({"api_key": tenant.api_key}, {}),
+            ({}, {"X-API-Key": tenant.api_key}),
+            ({}, {"Authorization": f"Bearer {tenant.api_key}"}),
+        ):
             async with c.stream("GET", base, params=params, headers=headers) as r:
                 assert r.status_code == 200
                 assert r.headers["content-type"].startswith("text/event-stream")
@@ -439,8 +495,10 @@ async def test_auth_forms_and_bad_credentials(server: ServerProcess, tenant: Ten
 
 
 async def test_websocket_commands(server: ServerProcess, tenant: Tenant) -> None:
-    async with websockets.connect(ws_url(server), additional_headers={"X-API-Key": tenant.api_key}) as ws, \
-            tenant.async_client() as c:
+    async with (
+        websockets.connect(ws_url(server), additional_headers={"X-API-Key": tenant.api_key}) as ws,
+        tenant.async_client() as c,
+    ):
         assert json.loads(await ws.recv())["type"] == "Ping"
 
         async def next_message() -> dict[str, Any]:
@@ -465,21 +523,36 @@ async def test_websocket_commands(server: ServerProcess, tenant: Tenant) -> None
         await ws.send(json.dumps({"cmd": "ping"}))
         assert (await next_message())["type"] == "Ping"
         # Filters by event name.
-        await ws.send(json.dumps({"type": "subscribe", "request_id": "r3",
-                                  "filter": {"queue_name": "d", "events": ["job.status"]}}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "subscribe",
+                    "request_id": "r3",
+                    "filter": {"queue_name": "d", "events": ["job.status"]},
+                }
+            )
+        )
         assert (await next_message())["type"] == "subscribed"
         job = (await c.post("/api/v1/jobs", json={"queue_name": "d", "payload": {}})).json()["id"]
         await c.delete(f"/api/v1/jobs/{job}")
         status = await next_message()
         assert status["type"] == "JobStatusChange"
-        assert status["data"] == {**status["data"], "job_id": job, "old_status": "pending", "new_status": "cancelled"}
+        assert status["data"] == {
+            **status["data"],
+            "job_id": job,
+            "old_status": "pending",
+            "new_status": "cancelled",
+        }
         # Invalid commands: an Error event, or an error reply for the typed form.
         await ws.send("not json")
         error = await next_message()
         assert error["type"] == "Error" and error["data"]["message"]
         await ws.send(json.dumps({"type": "bogus", "request_id": "r4"}))
-        assert await next_message() == {"type": "error", "request_id": "r4",
-                                        "error": "Unknown command type: bogus"}
+        assert await next_message() == {
+            "type": "error",
+            "request_id": "r4",
+            "error": "Unknown command type: bogus",
+        }
 
 
 async def test_job_and_queue_streams(server: ServerProcess, tenant: Tenant) -> None:
@@ -490,10 +563,14 @@ async def test_job_and_queue_streams(server: ServerProcess, tenant: Tenant) -> N
             assert r.status_code == 200
             reader = asyncio.create_task(read_sse(r, out))
             await eventually(lambda: len(out.items) >= 1, 10)
-            claimed = (await c.post("/api/v1/jobs/claim", json={"queue_name": "one", "worker_id": "w"})).json()
+            claimed = (
+                await c.post("/api/v1/jobs/claim", json={"queue_name": "one", "worker_id": "w"})
+            ).json()
             lease = claimed["jobs"][0]["lease_id"]
-            await c.post(f"/api/v1/jobs/{job}/progress",
-                         json={"worker_id": "w", "lease_id": lease, "percent": 50, "message": "half"})
+            await c.post(
+                f"/api/v1/jobs/{job}/progress",
+                json={"worker_id": "w", "lease_id": lease, "percent": 50, "message": "half"},
+            )
             await c.post(f"/api/v1/jobs/{job}/complete", json={"worker_id": "w", "lease_id": lease})
             await asyncio.wait_for(reader, 10)  # the stream closes itself after the terminal status
         statuses = [(d["old_status"], d["new_status"]) for d in out.data("JobStatusChange")]
@@ -510,8 +587,9 @@ async def test_job_and_queue_streams(server: ServerProcess, tenant: Tenant) -> N
 
         # Queue stats: pending counts pending + scheduled, failed counts failed + deadletter.
         await c.post("/api/v1/jobs", json={"queue_name": "two", "payload": {}})
-        await c.post("/api/v1/jobs", json={"queue_name": "two", "payload": {},
-                                           "scheduled_at": "2099-01-01T00:00:00Z"})
+        await c.post(
+            "/api/v1/jobs", json={"queue_name": "two", "payload": {}, "scheduled_at": "2099-01-01T00:00:00Z"}
+        )
         out = Received()
         async with c.stream("GET", "/api/v1/events/queues/two") as r:
             reader = asyncio.create_task(read_sse(r, out))
@@ -533,11 +611,14 @@ async def test_sse_resumes_with_last_event_id(server: ServerProcess, tenant: Ten
             reader.cancel()
         last_id = first.items[-1][2]
         assert last_id
-        missed = [(await c.post("/api/v1/jobs", json={"queue_name": "resume", "payload": {"n": n}})).json()["id"]
-                  for n in (1, 2)]
+        missed = [
+            (await c.post("/api/v1/jobs", json={"queue_name": "resume", "payload": {"n": n}})).json()["id"]
+            for n in (1, 2)
+        ]
         again = Received()
-        async with c.stream("GET", "/api/v1/events", params={"queue": "resume"},
-                            headers={"Last-Event-ID": last_id}) as r:
+        async with c.stream(
+            "GET", "/api/v1/events", params={"queue": "resume"}, headers={"Last-Event-ID": last_id}
+        ) as r:
             reader = asyncio.create_task(read_sse(r, again))
             await eventually(lambda: len(again.items) >= 2, 10)
             await c.post("/api/v1/jobs", json={"queue_name": "resume", "payload": {"n": 3}})
@@ -552,7 +633,9 @@ async def test_websocket_reconnect_gets_new_events(pg_replicas: Replicas) -> Non
         for _ in range(2):  # connect, receive, drop, connect again
             async with Streams(pg_replicas.subscriber, tenant.api_key) as streams:
                 await probe_until_seen(producer, streams.sse, streams.ws)
-                job = (await producer.post("/api/v1/jobs", json={"queue_name": "re", "payload": {}})).json()["id"]
+                job = (await producer.post("/api/v1/jobs", json={"queue_name": "re", "payload": {}})).json()[
+                    "id"
+                ]
 
                 async def arrived(s: Streams = streams, j: str = job) -> bool:
                     return all(any(d["job_id"] == j for d in r.data("JobCreated")) for r in (s.sse, s.ws))
@@ -560,28 +643,37 @@ async def test_websocket_reconnect_gets_new_events(pg_replicas: Replicas) -> Non
                 await async_wait_until(arrived, timeout=10)
 
 
-async def test_slow_consumer_is_dropped_without_stalling_producers(server: ServerProcess, tenant: Tenant) -> None:
+async def test_slow_consumer_is_dropped_without_stalling_producers(
+    server: ServerProcess, tenant: Tenant
+) -> None:
     # A client that never reads: a tiny receive window, so the server's buffer is all that is left.
     slow = socket.socket()
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     slow.connect(("127.0.0.1", server.port))
     slow.sendall(f"GET /api/v1/events?token={tenant.api_key} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
-    stalled_ws = await websockets.connect(ws_url(server), additional_headers={"X-API-Key": tenant.api_key},
-                                          max_queue=1, max_size=None)
+    stalled_ws = await websockets.connect(
+        ws_url(server), additional_headers={"X-API-Key": tenant.api_key}, max_queue=1, max_size=None
+    )
     big = "x" * 200_000
     try:
-        async with Streams(server, tenant.api_key, "events=job.completed") as healthy, \
-                tenant.async_client() as c:
-            r = await c.post("/api/v1/jobs/bulk", json={"queue_name": "slow",
-                                                        "jobs": [{"payload": {}} for _ in range(80)]})
+        async with (
+            Streams(server, tenant.api_key, "events=job.completed") as healthy,
+            tenant.async_client() as c,
+        ):
+            r = await c.post(
+                "/api/v1/jobs/bulk", json={"queue_name": "slow", "jobs": [{"payload": {}} for _ in range(80)]}
+            )
             assert r.json()["success_count"] == 80
-            claimed = (await c.post("/api/v1/jobs/claim", json={"queue_name": "slow", "worker_id": "w",
-                                                               "limit": 80})).json()["jobs"]
+            claimed = (
+                await c.post("/api/v1/jobs/claim", json={"queue_name": "slow", "worker_id": "w", "limit": 80})
+            ).json()["jobs"]
             durations = []
             for job in claimed:  # 80 events of ~200 KB: far more than the stuck sockets and buffers hold
                 started = time.perf_counter()
-                r = await c.post(f"/api/v1/jobs/{job['id']}/complete",
-                                 json={"worker_id": "w", "lease_id": job["lease_id"], "result": {"blob": big}})
+                r = await c.post(
+                    f"/api/v1/jobs/{job['id']}/complete",
+                    json={"worker_id": "w", "lease_id": job["lease_id"], "result": {"blob": big}},
+                )
                 durations.append(time.perf_counter() - started)
                 assert r.status_code == 200
             await eventually(lambda: len(healthy.ws.of_type("JobCompleted")) == 80, 20)
@@ -620,7 +712,9 @@ async def test_connection_cap_per_organization(server: ServerProcess, tenant: Te
             r = await c.get("/api/v1/events")
             assert r.status_code == 429 and r.json()["code"] == "RATE_LIMIT_EXCEEDED"
             # WebSocket connections are counted separately.
-            async with websockets.connect(ws_url(server), additional_headers={"X-API-Key": tenant.api_key}) as ws:
+            async with websockets.connect(
+                ws_url(server), additional_headers={"X-API-Key": tenant.api_key}
+            ) as ws:
                 assert json.loads(await ws.recv())["type"] == "Ping"
         finally:
             for r in streams:
@@ -635,13 +729,22 @@ async def test_connection_cap_per_organization(server: ServerProcess, tenant: Te
 
 async def test_oversize_events_cross_replicas_without_result(pg_replicas: Replicas) -> None:
     tenant = create_tenant(pg_replicas.producer)
-    async with Streams(pg_replicas.subscriber, tenant.api_key) as remote, \
-            Streams(pg_replicas.producer, tenant.api_key) as local, tenant.async_client() as c:
+    async with (
+        Streams(pg_replicas.subscriber, tenant.api_key) as remote,
+        Streams(pg_replicas.producer, tenant.api_key) as local,
+        tenant.async_client() as c,
+    ):
         await probe_until_seen(c, remote.sse, local.sse)
         job = (await c.post("/api/v1/jobs", json={"queue_name": "big", "payload": {}})).json()["id"]
         lease = (await c.post("/api/v1/jobs/claim", json={"queue_name": "big", "worker_id": "w"})).json()
-        r = await c.post(f"/api/v1/jobs/{job}/complete", json={"worker_id": "w", "lease_id": lease["jobs"][0]["lease_id"],
-                                                              "result": {"blob": "y" * 20_000}})
+        r = await c.post(
+            f"/api/v1/jobs/{job}/complete",
+            json={
+                "worker_id": "w",
+                "lease_id": lease["jobs"][0]["lease_id"],
+                "result": {"blob": "y" * 20_000},
+            },
+        )
         assert r.status_code == 200
 
         async def arrived() -> bool:
@@ -653,23 +756,35 @@ async def test_oversize_events_cross_replicas_without_result(pg_replicas: Replic
     assert local.sse.data("JobCompleted")[0]["result"] == {"blob": "y" * 20_000}
 
 
+async def cache_ok(server: ServerProcess) -> bool:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as c:
+        return bool((await c.get("/health")).json()["cache"])
+
+
+async def _is(value: Any, expected: bool) -> bool:
+    return await value is expected
+
+
 async def test_losing_redis_degrades_realtime_but_never_jobs(redis_replicas: Replicas) -> None:
     redis = redis_replicas.redis
     assert redis is not None
     tenant = create_tenant(redis_replicas.producer)
     for server in (redis_replicas.producer, redis_replicas.subscriber):
-        assert httpx.get(server.base_url + "/health").json()["cache"] is True
+        assert await cache_ok(server) is True
     redis.stop()
     try:
-        wait_until(lambda: httpx.get(redis_replicas.producer.base_url + "/health").json()["cache"] is False,
-                   timeout=15)
+        await async_wait_until(lambda: _is(cache_ok(redis_replicas.producer), False), timeout=15)
         # Jobs flow as before, and quickly.
         with tenant.client() as c:
             started = time.perf_counter()
             job = c.post("/api/v1/jobs", json={"queue_name": "noredis", "payload": {}}).json()["id"]
-            claimed = c.post("/api/v1/jobs/claim", json={"queue_name": "noredis", "worker_id": "w"}).json()["jobs"]
+            claimed = c.post("/api/v1/jobs/claim", json={"queue_name": "noredis", "worker_id": "w"}).json()[
+                "jobs"
+            ]
             assert [j["id"] for j in claimed] == [job]
-            r = c.post(f"/api/v1/jobs/{job}/complete", json={"worker_id": "w", "lease_id": claimed[0]["lease_id"]})
+            r = c.post(
+                f"/api/v1/jobs/{job}/complete", json={"worker_id": "w", "lease_id": claimed[0]["lease_id"]}
+            )
             assert r.status_code == 200
             assert c.get(f"/api/v1/jobs/{job}").json()["status"] == "completed"
             assert time.perf_counter() - started < 5.0
@@ -680,14 +795,19 @@ async def test_losing_redis_degrades_realtime_but_never_jobs(redis_replicas: Rep
     finally:
         redis.start()
     for server in (redis_replicas.producer, redis_replicas.subscriber):
-        wait_until(lambda s=server: httpx.get(s.base_url + "/health").json()["cache"] is True, timeout=20)
+        await async_wait_until(lambda s=server: _is(cache_ok(s), True), timeout=20)
     # And cross-replica delivery comes back.
     async with Streams(redis_replicas.subscriber, tenant.api_key) as remote, tenant.async_client() as c:
         await probe_until_seen(c, remote.sse, remote.ws)
 
 
-def metric(server: ServerProcess, name: str) -> float:
-    text = httpx.get(server.base_url + "/metrics").text
+async def scrape(server: ServerProcess) -> str:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as c:
+        return (await c.get("/metrics")).text
+
+
+async def metric(server: ServerProcess, name: str) -> float:
+    text = await scrape(server)
     for line in text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
@@ -697,13 +817,20 @@ def metric(server: ServerProcess, name: str) -> float:
 async def test_metrics_follow_the_jobs(pg_replicas: Replicas, owner_db: asyncpg.Connection) -> None:
     server = pg_replicas.producer
     tenant = create_tenant(server)
-    names = ["spooled_jobs_enqueued_total", "spooled_jobs_completed_total", "spooled_jobs_failed_total",
-             "spooled_jobs_retried_total", "spooled_jobs_deadlettered_total", "spooled_job_duration_seconds_count",
-             "spooled_api_requests_total", "spooled_api_request_duration_seconds_count"]
-    before = {n: metric(server, n) for n in names}
+    names = [
+        "spooled_jobs_enqueued_total",
+        "spooled_jobs_completed_total",
+        "spooled_jobs_failed_total",
+        "spooled_jobs_retried_total",
+        "spooled_jobs_deadlettered_total",
+        "spooled_job_duration_seconds_count",
+        "spooled_api_requests_total",
+        "spooled_api_request_duration_seconds_count",
+    ]
+    before = {n: await metric(server, n) for n in names}
     async with tenant.async_client() as c:
         await job_flow(c, "metered", 10)
-    after = {n: metric(server, n) for n in names}
+    after = {n: await metric(server, n) for n in names}
     delta = {n: after[n] - before[n] for n in names}
     assert delta["spooled_jobs_enqueued_total"] == 10
     assert delta["spooled_jobs_completed_total"] == 8  # 6 at once, 2 after a retry
@@ -713,20 +840,30 @@ async def test_metrics_follow_the_jobs(pg_replicas: Replicas, owner_db: asyncpg.
     assert delta["spooled_job_duration_seconds_count"] == 8
     assert delta["spooled_api_requests_total"] >= 20
     assert delta["spooled_api_request_duration_seconds_count"] >= 20
-    text = httpx.get(server.base_url + "/metrics").text
-    for family in ("process_cpu_seconds_total", "process_resident_memory_bytes", "spooled_redis_operations_total",
-                   "spooled_database_connections_active", 'spooled_api_route_request_duration_seconds_count{'):
+    text = await scrape(server)
+    for family in (
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "spooled_redis_operations_total",
+        "spooled_database_connections_active",
+        "spooled_api_route_request_duration_seconds_count{",
+    ):
         assert family in text, family
     assert 'route="/api/v1/jobs/{job_id}/complete"' in text
 
     # Gauges (refreshed every 15 s on every replica, leader or not) match the table.
     async with tenant.async_client() as c:
-        r = await c.post("/api/v1/jobs/bulk", json={"queue_name": "gauge",
-                                                    "jobs": [{"payload": {}} for _ in range(7)]})
+        r = await c.post(
+            "/api/v1/jobs/bulk", json={"queue_name": "gauge", "jobs": [{"payload": {}} for _ in range(7)]}
+        )
         assert r.json()["success_count"] == 7
     for replica in (pg_replicas.producer, pg_replicas.subscriber):
+
         async def matches(r: ServerProcess = replica) -> bool:
-            actual = await owner_db.fetchval("SELECT count(*) FROM jobs WHERE status IN ('pending', 'scheduled')")
-            return metric(r, "spooled_jobs_pending") == actual and metric(r, "spooled_job_max_age_seconds") > 0
+            actual = await owner_db.fetchval(
+                "SELECT count(*) FROM jobs WHERE status IN ('pending', 'scheduled')"
+            )
+            pending = await metric(r, "spooled_jobs_pending")
+            return pending == actual and await metric(r, "spooled_job_max_age_seconds") > 0
 
         await async_wait_until(matches, timeout=20, interval=0.5)

@@ -9,11 +9,32 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from ..conftest import async_wait_until
 from ..support import Tenant
-from .jobs_support import API, assert_error, claim, claim_one, complete, enqueue, fail, get_job, heartbeat, new_queue
+from .jobs_support import (
+    API,
+    assert_error,
+    claim,
+    claim_one,
+    complete,
+    enqueue,
+    fail,
+    get_job,
+    heartbeat,
+    new_queue,
+)
 
-TENANT_TABLES = ["api_keys", "usage_daily", "queue_configs", "jobs", "job_dependencies", "job_history",
-                 "dlq_entries", "workers", "revoked_sessions"]
+TENANT_TABLES = [
+    "api_keys",
+    "usage_daily",
+    "queue_configs",
+    "jobs",
+    "job_dependencies",
+    "job_history",
+    "dlq_entries",
+    "workers",
+    "revoked_sessions",
+]
 
 
 def test_two_orgs_cannot_see_each_others_jobs(tenant: Tenant, other_tenant: Tenant) -> None:
@@ -39,14 +60,48 @@ def test_two_orgs_cannot_see_each_others_jobs(tenant: Tenant, other_tenant: Tena
         assert_error(fail(a, theirs, "w1", their_lease), 404, "NOT_FOUND")
         assert_error(heartbeat(a, theirs, "w1", their_lease), 404, "NOT_FOUND")
         assert_error(a.post(f"{API}/jobs/{theirs}/progress", json={"progress": 5}), 404, "NOT_FOUND")
-        assert_error(a.post(f"{API}/jobs", json={"queue_name": q, "payload": {}, "parent_job_id": theirs}),
-                     400, "VALIDATION_ERROR")
+        assert_error(
+            a.post(f"{API}/jobs", json={"queue_name": q, "payload": {}, "parent_job_id": theirs}),
+            400,
+            "VALIDATION_ERROR",
+        )
         view = get_job(b, theirs)
         assert view["status"] == "processing" and view["priority"] == 0 and view["progress"] is None
         assert get_job(a, mine)["payload"] == {"owner": "a"}
 
 
-# --- row-level security as the only guard ---------------------------------------------------------------------
+async def test_a_stale_worker_releases_only_its_own_orgs_jobs(
+    tenant: Tenant, other_tenant: Tenant, owner_db: asyncpg.Connection
+) -> None:
+    """Worker ids are free-form: another organization may claim with the same id while its worker is alive."""
+    q = new_queue()
+    worker = f"shared-{uuid.uuid4().hex[:8]}"
+    with tenant.client() as a, other_tenant.client() as b:
+        r = a.post(
+            f"{API}/workers/register", json={"worker_id": worker, "queue_name": q, "hostname": "host-a"}
+        )
+        assert r.status_code == 201, r.text
+        mine = enqueue(a, q)
+        theirs = enqueue(b, q)
+        assert claim_one(a, q, worker)["id"] == mine
+        assert claim_one(b, q, worker)["id"] == theirs
+        await owner_db.execute(
+            "UPDATE workers SET last_heartbeat = now() - interval '1 hour' WHERE id = $1", worker
+        )
+
+        async def released() -> bool:
+            return bool(
+                await owner_db.fetchval("SELECT status = 'pending' FROM jobs WHERE id = $1", uuid.UUID(mine))
+            )
+
+        await async_wait_until(released, timeout=15)
+        assert get_job(a, mine)["last_error"] == "Worker offline"
+        view = get_job(b, theirs)
+        assert view["status"] == "processing" and view["assigned_worker_id"] == worker
+        assert view["retry_count"] == 0 and view["last_error"] is None
+
+
+# --- row-level security as the only guard ---------------------------------------------------------------
 
 
 @pytest.fixture
@@ -100,11 +155,16 @@ async def test_rls_confines_queries_without_org_predicates(
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await db.execute(
             "INSERT INTO job_history (organization_id, job_id, event_type) VALUES ($1, $2, 'created')",
-            org_b, uuid.UUID(theirs))
+            org_b,
+            uuid.UUID(theirs),
+        )
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await db.execute(
             "INSERT INTO jobs (id, organization_id, queue_name, status, max_retries, timeout_seconds)"
-            " VALUES ($1, $2, 'q', 'pending', 3, 300)", uuid.uuid4(), org_b)
+            " VALUES ($1, $2, 'q', 'pending', 3, 300)",
+            uuid.uuid4(),
+            org_b,
+        )
     # Nor can a row be moved into another organization.
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await db.execute("UPDATE jobs SET organization_id = $1", org_b)
@@ -118,7 +178,9 @@ async def test_rls_confines_queries_without_org_predicates(
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
         await db.execute(
             "INSERT INTO job_history (organization_id, job_id, event_type) VALUES ($1, $2, 'created')",
-            org_a, uuid.UUID(mine))
+            org_a,
+            uuid.UUID(mine),
+        )
     await db.execute("SELECT set_config('app.current_org_id', '', false)")
     assert await db.fetchval("SELECT count(*) FROM jobs") == 0
 
@@ -130,15 +192,19 @@ async def test_rls_confines_queries_without_org_predicates(
 
 async def test_the_app_role_cannot_bypass_rls(owner_db: asyncpg.Connection) -> None:
     role = await owner_db.fetchrow(
-        "SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = 'spooled_app'")
+        "SELECT rolsuper, rolbypassrls, rolcanlogin FROM pg_roles WHERE rolname = 'spooled_app'"
+    )
     assert role is not None and not role["rolsuper"] and not role["rolbypassrls"]
-    maint = await owner_db.fetchrow("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'spooled_maintenance'")
+    maint = await owner_db.fetchrow(
+        "SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = 'spooled_maintenance'"
+    )
     assert maint is not None and not maint["rolsuper"] and not maint["rolbypassrls"]
     rows = await owner_db.fetch(
         "SELECT c.relname, pg_get_userbyid(c.relowner) AS owner, c.relrowsecurity, c.relforcerowsecurity"
         " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname = ANY($1::text[])",
-        [*TENANT_TABLES, "organizations"])
+        [*TENANT_TABLES, "organizations"],
+    )
     assert len(rows) == len(TENANT_TABLES) + 1
     for r in rows:
         assert r["owner"] not in ("spooled_app", "spooled_maintenance"), r
@@ -148,7 +214,8 @@ async def test_the_app_role_cannot_bypass_rls(owner_db: asyncpg.Connection) -> N
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
         " AND has_table_privilege('spooled_app', c.oid, 'SELECT')"
-        " AND NOT (c.relrowsecurity AND c.relforcerowsecurity)")
+        " AND NOT (c.relrowsecurity AND c.relforcerowsecurity)"
+    )
     assert [r["relname"] for r in exposed] == []
     # The role cannot switch itself off.
     await owner_db.execute("SET ROLE spooled_app")

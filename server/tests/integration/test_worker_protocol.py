@@ -1,4 +1,4 @@
-"""The worker protocol over real HTTP (rest.md §6, semantics.md §2–§5): claim order, leases and fencing,
+"""The worker protocol over real HTTP (rest.md §6, semantics.md §2 to §5): claim order, leases and fencing,
 heartbeat, progress, retries with backoff, the dead-letter queue, lease recovery and the long-poll claim."""
 
 from __future__ import annotations
@@ -48,8 +48,16 @@ def test_claim_shape_and_lease(tenant: Tenant) -> None:
         job_id = enqueue(c, q, payload={"x": [1, {"y": None}]}, max_retries=4, timeout_seconds=90)
         before = now_utc()
         job = claim_one(c, q, "worker-1.a_b", lease_duration_secs=120)
-        assert set(job) == {"id", "queue_name", "payload", "retry_count", "max_retries", "timeout_seconds",
-                            "lease_expires_at", "lease_id"}
+        assert set(job) == {
+            "id",
+            "queue_name",
+            "payload",
+            "retry_count",
+            "max_retries",
+            "timeout_seconds",
+            "lease_expires_at",
+            "lease_id",
+        }
         assert job["id"] == job_id and job["queue_name"] == q and job["payload"] == {"x": [1, {"y": None}]}
         assert (job["retry_count"], job["max_retries"], job["timeout_seconds"]) == (0, 4, 90)
         assert uuid.UUID(job["lease_id"]).version == 4
@@ -85,8 +93,12 @@ def test_a_retried_job_keeps_its_place_in_line(tenant: Tenant) -> None:
     with tenant.client() as c:
         old = enqueue(c, q)
         lease = claim_one(c, q)["lease_id"]
-        assert c.post(f"{API}/jobs/{old}/fail", json={"worker_id": "w1", "lease_id": lease, "error": "x"}
-                      ).status_code == 200
+        assert (
+            c.post(
+                f"{API}/jobs/{old}/fail", json={"worker_id": "w1", "lease_id": lease, "error": "x"}
+            ).status_code
+            == 200
+        )
         newer = enqueue(c, q)
         assert claim_one(c, q)["id"] == newer  # the old one still waits for its backoff
 
@@ -110,13 +122,24 @@ def test_claim_only_sees_its_own_queue_and_honours_limits(tenant: Tenant) -> Non
         got = claim(c, q, limit=100)
         assert [j["id"] for j in got] == mine
         assert len({j["lease_id"] for j in got}) == 3
-        for bad in ({"limit": 0}, {"limit": 101}, {"lease_duration_secs": 4}, {"lease_duration_secs": 3601},
-                    {"worker_id": ""}, {"worker_id": "x" * 256}, {"queue_name": ".dot"}, {"wait_secs": -1}):
+        for bad in (
+            {"limit": 0},
+            {"limit": 101},
+            {"lease_duration_secs": 4},
+            {"lease_duration_secs": 3601},
+            {"worker_id": ""},
+            {"worker_id": "x" * 256},
+            {"queue_name": ".dot"},
+            {"wait_secs": -1},
+        ):
             body = {"queue_name": q, "worker_id": "w", **bad}
             assert_error(c.post(f"{API}/jobs/claim", json=body), 400, "VALIDATION_ERROR")
         assert_error(c.post(f"{API}/jobs/claim", json={"queue_name": q}), 422, "VALIDATION_ERROR")
-        assert_error(c.post(f"{API}/jobs/claim", json={"queue_name": q, "worker_id": "w", "limit": "2"}),
-                     422, "VALIDATION_ERROR")
+        assert_error(
+            c.post(f"{API}/jobs/claim", json={"queue_name": q, "worker_id": "w", "limit": "2"}),
+            422,
+            "VALIDATION_ERROR",
+        )
 
 
 async def test_disabled_queue_claims_nothing(tenant: Tenant, owner_db: asyncpg.Connection) -> None:
@@ -125,7 +148,10 @@ async def test_disabled_queue_claims_nothing(tenant: Tenant, owner_db: asyncpg.C
         job_id = enqueue(c, q)
         await owner_db.execute(
             "INSERT INTO queue_configs (id, organization_id, queue_name, enabled) VALUES ($1, $2, $3, false)",
-            uuid.uuid4(), uuid.UUID(tenant.org_id), q)
+            uuid.uuid4(),
+            uuid.UUID(tenant.org_id),
+            q,
+        )
         assert claim(c, q) == []
         await owner_db.execute("UPDATE queue_configs SET enabled = true WHERE queue_name = $1", q)
         assert claim_one(c, q)["id"] == job_id
@@ -136,9 +162,14 @@ async def test_scoped_key_cannot_claim_other_queues(tenant: Tenant, owner_db: as
     key = await scoped_key(owner_db, tenant.org_id, [allowed])
     with tenant.client() as admin, tenant.client(key) as scoped:
         job_id = enqueue(admin, hidden)
-        assert_error(scoped.post(f"{API}/jobs/claim", json={"queue_name": hidden, "worker_id": "w"}),
-                     403, "ACCESS_DENIED")
-        assert_error(scoped.post(f"{API}/jobs", json={"queue_name": hidden, "payload": {}}), 403, "ACCESS_DENIED")
+        assert_error(
+            scoped.post(f"{API}/jobs/claim", json={"queue_name": hidden, "worker_id": "w"}),
+            403,
+            "ACCESS_DENIED",
+        )
+        assert_error(
+            scoped.post(f"{API}/jobs", json={"queue_name": hidden, "payload": {}}), 403, "ACCESS_DENIED"
+        )
         assert_error(scoped.get(f"{API}/jobs/{job_id}"), 404, "NOT_FOUND")
         lease = claim_one(admin, hidden)["lease_id"]
         assert_error(complete(scoped, job_id, "w1", lease), 404, "NOT_FOUND")
@@ -150,7 +181,9 @@ async def test_scoped_key_cannot_claim_other_queues(tenant: Tenant, owner_db: as
 async def test_concurrent_claimers_never_share_a_job(tenant: Tenant) -> None:
     q = new_queue()
     async with tenant.async_client() as ac:
-        r = await ac.post(f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": i} for i in range(60)]})
+        r = await ac.post(
+            f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": i} for i in range(60)]}
+        )
         assert r.json()["success_count"] == 60
 
         async def worker(n: int) -> list[str]:
@@ -208,7 +241,9 @@ def test_replayed_and_misdirected_acks(tenant: Tenant) -> None:
         assert_error(complete(c, job_id, "w1", lease), 409, "CONFLICT", "Job is already completed")
         assert_error(fail(c, job_id, "w1", lease), 409, "CONFLICT", "Job is already completed")
         assert_error(heartbeat(c, job_id, "w1", lease), 409, "CONFLICT", "Job is already completed")
-        assert_error(complete(c, job_id, "w1", str(uuid.uuid4())), 409, "CONFLICT", "Job is already completed")
+        assert_error(
+            complete(c, job_id, "w1", str(uuid.uuid4())), 409, "CONFLICT", "Job is already completed"
+        )
         assert_error(complete(c, job_id, "w2", lease), 404, "NOT_FOUND")
         assert get_job(c, job_id)["result"] == 1
         # A pending job that nobody holds.
@@ -226,7 +261,9 @@ def test_ack_after_dead_letter_is_a_conflict(tenant: Tenant) -> None:
         assert_error(fail(c, job_id, "w1", lease), 409, "CONFLICT", "Job is already deadletter")
 
 
-async def test_lease_expiry_hands_the_job_to_another_worker(tenant: Tenant, owner_db: asyncpg.Connection) -> None:
+async def test_lease_expiry_hands_the_job_to_another_worker(
+    tenant: Tenant, owner_db: asyncpg.Connection
+) -> None:
     q = new_queue()
     with tenant.client() as c:
         job_id = enqueue(c, q, max_retries=3)
@@ -274,7 +311,9 @@ async def test_short_lease_expires_on_its_own(tenant: Tenant) -> None:
         second = (await async_wait_until(reclaimed, timeout=20, interval=0.2))[0]
         assert time.monotonic() - t0 > 3.0
         assert second["id"] == job_id
-        r = await c.post(f"{API}/jobs/{job_id}/complete", json={"worker_id": "w1", "lease_id": first["lease_id"]})
+        r = await c.post(
+            f"{API}/jobs/{job_id}/complete", json={"worker_id": "w1", "lease_id": first["lease_id"]}
+        )
         assert_error(r, 409, "LEASE_EXPIRED")
 
 
@@ -303,8 +342,10 @@ def test_progress(tenant: Tenant) -> None:
         job_id = enqueue(c, q)
         pending = enqueue(c, q, priority=-1)
         job = claim_one(c, q)
-        r = c.post(f"{API}/jobs/{job_id}/progress",
-                   json={"worker_id": "w1", "lease_id": job["lease_id"], "percent": 42.5, "message": "half"})
+        r = c.post(
+            f"{API}/jobs/{job_id}/progress",
+            json={"worker_id": "w1", "lease_id": job["lease_id"], "percent": 42.5, "message": "half"},
+        )
         assert r.status_code == 200 and r.json() == {"success": True}
         view = get_job(c, job_id)
         assert view["progress"] == 42.5 and view["progress_message"] == "half"
@@ -313,20 +354,46 @@ def test_progress(tenant: Tenant) -> None:
         assert r.status_code == 200, r.text
         assert get_job(c, job_id)["progress"] == 60
         assert_error(c.post(f"{API}/jobs/{pending}/progress", json={"progress": 1}), 409, "CONFLICT")
-        r = c.post(f"{API}/jobs/{job_id}/progress", json={"worker_id": "w1", "lease_id": str(uuid.uuid4()),
-                                                          "percent": 1})
+        r = c.post(
+            f"{API}/jobs/{job_id}/progress",
+            json={"worker_id": "w1", "lease_id": str(uuid.uuid4()), "percent": 1},
+        )
         assert_error(r, 409, "LEASE_EXPIRED")
-        r = c.post(f"{API}/jobs/{job_id}/progress", json={"worker_id": "w9", "lease_id": job["lease_id"],
-                                                          "percent": 1})
+        r = c.post(
+            f"{API}/jobs/{job_id}/progress",
+            json={"worker_id": "w9", "lease_id": job["lease_id"], "percent": 1},
+        )
         assert_error(r, 404, "NOT_FOUND")
         for bad in ({"percent": 101}, {"percent": -1}, {"percent": 5, "message": "m" * 1001}):
             assert_error(c.post(f"{API}/jobs/{job_id}/progress", json=bad), 400, "VALIDATION_ERROR")
-        body = assert_error(c.post(f"{API}/jobs/{job_id}/progress", json={"message": "m"}), 422,
-                            "VALIDATION_ERROR")
+        body = assert_error(
+            c.post(f"{API}/jobs/{job_id}/progress", json={"message": "m"}), 422, "VALIDATION_ERROR"
+        )
         assert body["details"][0]["code"] == "missing_field"
         # Progress does not extend the lease.
         assert get_job(c, job_id)["lease_expires_at"] == job["lease_expires_at"]
         assert complete(c, job_id, "w1", job["lease_id"]).status_code == 200
+
+
+async def test_a_new_attempt_starts_without_progress(tenant: Tenant, owner_db: asyncpg.Connection) -> None:
+    q = new_queue()
+    with tenant.client() as c:
+        job_id = enqueue(c, q)
+        first = claim_one(c, q, "w1")
+        r = c.post(
+            f"{API}/jobs/{job_id}/progress",
+            json={"worker_id": "w1", "lease_id": first["lease_id"], "percent": 80, "message": "almost"},
+        )
+        assert r.status_code == 200
+        await expire_lease(owner_db, job_id)
+        wait_until(lambda: claim(c, q, "w2"), timeout=10)
+        view = get_job(c, job_id)
+        assert view["status"] == "processing" and view["assigned_worker_id"] == "w2"
+        assert (
+            view["progress"] is None
+            and view["progress_message"] is None
+            and view["progress_updated_at"] is None
+        )
 
 
 # --- fail, backoff, DLQ -------------------------------------------------------------------------------------
@@ -348,8 +415,9 @@ def _fail_and_measure(c: httpx.Client, job_id: str, worker: str, lease: str) -> 
     return body, (lo + hi) / 2
 
 
-async def _run_backoff_schedule(c: httpx.Client, owner_db: asyncpg.Connection, q: str, max_retries: int,
-                                base: int, cap: int) -> None:
+async def _run_backoff_schedule(
+    c: httpx.Client, owner_db: asyncpg.Connection, q: str, max_retries: int, base: int, cap: int
+) -> None:
     job_id = enqueue(c, q, max_retries=max_retries)
     for n in range(max_retries + 1):
         job = claim_one(c, q, f"w{n}")
@@ -381,7 +449,11 @@ async def test_backoff_uses_the_queue_config(tenant: Tenant, owner_db: asyncpg.C
     q = new_queue()
     await owner_db.execute(
         "INSERT INTO queue_configs (id, organization_id, queue_name, retry_backoff_base_secs,"
-        " retry_backoff_max_secs) VALUES ($1, $2, $3, 10, 45)", uuid.uuid4(), uuid.UUID(tenant.org_id), q)
+        " retry_backoff_max_secs) VALUES ($1, $2, $3, 10, 45)",
+        uuid.uuid4(),
+        uuid.UUID(tenant.org_id),
+        q,
+    )
     assert [backoff_delay_secs(n, 10, 45) for n in range(4)] == [10, 20, 40, 45]
     with tenant.client() as c:
         await _run_backoff_schedule(c, owner_db, q, 4, 10, 45)
@@ -428,10 +500,14 @@ async def test_dead_letter_writes_an_audit_row_and_retry_removes_it(
         assert row["queue_name"] == q and str(row["organization_id"]) == tenant.org_id
         assert row["reason"] == "max_retries_exceeded"
         import json
+
         assert json.loads(row["original_payload"]) == {"order": 7}
         assert json.loads(row["error_details"]) == {"final_error": "attempt 1", "total_retries": 2}
         assert c.post(f"{API}/jobs/{job_id}/retry").status_code == 200
-        assert await owner_db.fetchval("SELECT count(*) FROM dlq_entries WHERE job_id = $1", uuid.UUID(job_id)) == 0
+        assert (
+            await owner_db.fetchval("SELECT count(*) FROM dlq_entries WHERE job_id = $1", uuid.UUID(job_id))
+            == 0
+        )
 
 
 def test_fail_validates_the_error_text(tenant: Tenant) -> None:
@@ -441,8 +517,11 @@ def test_fail_validates_the_error_text(tenant: Tenant) -> None:
         lease = claim_one(c, q)["lease_id"]
         for bad in ("", "x" * 2049):
             assert_error(fail(c, job_id, "w1", lease, bad), 400, "VALIDATION_ERROR")
-        assert_error(c.post(f"{API}/jobs/{job_id}/fail", json={"worker_id": "w1", "lease_id": lease}),
-                     422, "VALIDATION_ERROR")
+        assert_error(
+            c.post(f"{API}/jobs/{job_id}/fail", json={"worker_id": "w1", "lease_id": lease}),
+            422,
+            "VALIDATION_ERROR",
+        )
         assert get_job(c, job_id)["status"] == "processing"
 
 
@@ -464,7 +543,9 @@ async def test_recovery_requeues_without_delay_then_dead_letters(
         await async_wait_until(lambda: status_is("pending"), timeout=10)
         view = get_job(c, job_id)
         assert view["retry_count"] == 1 and view["last_error"] == "Lease expired"
-        assert view["scheduled_at"] is None and view["lease_id"] is None and view["assigned_worker_id"] is None
+        assert (
+            view["scheduled_at"] is None and view["lease_id"] is None and view["assigned_worker_id"] is None
+        )
         again = claim_one(c, q, "w2")  # no backoff delay after a lease expiry
         assert again["retry_count"] == 1
         await expire_lease(owner_db, job_id)
@@ -472,12 +553,21 @@ async def test_recovery_requeues_without_delay_then_dead_letters(
         view = get_job(c, job_id)
         assert view["retry_count"] == 2 and view["last_error"] == "Lease expired"
         assert view["completed_at"] is not None
-        reason = await owner_db.fetchval("SELECT reason FROM dlq_entries WHERE job_id = $1", uuid.UUID(job_id))
+        reason = await owner_db.fetchval(
+            "SELECT reason FROM dlq_entries WHERE job_id = $1", uuid.UUID(job_id)
+        )
         assert reason == "lease_expired"
         events = [(h["event_type"], h["worker_id"]) for h in history(c, job_id)]
-        assert events == [("created", None), ("claimed", "w1"), ("requeued", "w1"), ("claimed", "w2"),
-                          ("deadlettered", "w2")]
-        assert_error(complete(c, job_id, "w2", again["lease_id"]), 409, "CONFLICT", "Job is already deadletter")
+        assert events == [
+            ("created", None),
+            ("claimed", "w1"),
+            ("requeued", "w1"),
+            ("claimed", "w2"),
+            ("deadlettered", "w2"),
+        ]
+        assert_error(
+            complete(c, job_id, "w2", again["lease_id"]), 409, "CONFLICT", "Job is already deadletter"
+        )
 
 
 async def test_recovery_leaves_live_leases_alone(tenant: Tenant, owner_db: asyncpg.Connection) -> None:
@@ -502,8 +592,9 @@ async def test_long_poll_claim_wakes_on_enqueue(tenant: Tenant) -> None:
         await claimer.post(f"{API}/jobs/claim", json={"queue_name": q, "worker_id": "w"})
         await producer.get(f"{API}/jobs/stats")
         t_start = time.monotonic()
-        waiting = asyncio.create_task(claimer.post(f"{API}/jobs/claim",
-                                                   json={"queue_name": q, "worker_id": "w", "wait_secs": 20}))
+        waiting = asyncio.create_task(
+            claimer.post(f"{API}/jobs/claim", json={"queue_name": q, "worker_id": "w", "wait_secs": 20})
+        )
         await asyncio.sleep(0.5)
         assert not waiting.done()
         r = await producer.post(f"{API}/jobs", json={"queue_name": q, "payload": {"wake": 1}})
@@ -542,10 +633,19 @@ async def test_long_poll_wakes_when_a_delayed_job_comes_due(tenant: Tenant) -> N
 async def test_long_poll_claimers_share_a_burst(tenant: Tenant, limit: int) -> None:
     q = new_queue()
     async with tenant.async_client() as c:
-        waiters = [asyncio.create_task(c.post(f"{API}/jobs/claim", json={
-            "queue_name": q, "worker_id": f"w{i}", "limit": limit, "wait_secs": 10})) for i in range(4)]
+        waiters = [
+            asyncio.create_task(
+                c.post(
+                    f"{API}/jobs/claim",
+                    json={"queue_name": q, "worker_id": f"w{i}", "limit": limit, "wait_secs": 10},
+                )
+            )
+            for i in range(4)
+        ]
         await asyncio.sleep(0.3)
-        r = await c.post(f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": i} for i in range(4)]})
+        r = await c.post(
+            f"{API}/jobs/bulk", json={"queue_name": q, "jobs": [{"payload": i} for i in range(4)]}
+        )
         assert r.json()["success_count"] == 4
         got: list[str] = []
         for task in waiters:

@@ -184,6 +184,8 @@ async def test_parallel_parents_completing_at_once_release_the_child(
             ]
 
             async def both_waiting() -> bool:
+                # Inside a transaction the activity view is a snapshot taken once: drop it before each look.
+                await owner_db.execute("SELECT pg_stat_clear_snapshot()")
                 waiting = await owner_db.fetchval(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                     " AND wait_event_type = 'Lock' AND query LIKE '%complete_job%'"

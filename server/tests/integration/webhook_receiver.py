@@ -58,12 +58,13 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 with receiver._lock:
                     receiver.requests.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
                     status = receiver.status
                 reply = b'{"received": true}'
                 self.send_response(status)
@@ -72,7 +73,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(reply)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
@@ -105,5 +106,5 @@ class Receiver:
                 return found
             if time.monotonic() > deadline:
                 got = [r.event for r in self.received()]
-                raise AssertionError(f"expected {count} × {event or 'any'} deliveries, got {got}")
+                raise AssertionError(f"expected {count} x {event or 'any'} deliveries, got {got}")
             time.sleep(0.05)

@@ -41,8 +41,13 @@ def test_jitter_adds_up_to_j_times_the_delay_and_never_passes_the_cap() -> None:
     assert backoff_delay_secs(2, 60, 3600, jitter=0.0, draw=0.9) == 240
 
 
-@given(n=st.integers(0, 200), base=st.integers(1, 3600), cap=st.integers(1, 86400),
-       jitter=st.floats(0, 1), draw=st.floats(0, 1, exclude_max=True))
+@given(
+    n=st.integers(0, 200),
+    base=st.integers(1, 3600),
+    cap=st.integers(1, 86400),
+    jitter=st.floats(0, 1),
+    draw=st.floats(0, 1, exclude_max=True),
+)
 def test_properties(n: int, base: int, cap: int, jitter: float, draw: float) -> None:
     plain = backoff_delay_secs(n, base, cap)
     jittered = backoff_delay_secs(n, base, cap, jitter, draw)

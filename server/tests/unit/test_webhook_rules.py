@@ -15,7 +15,13 @@ from spooled_server.config import Settings
 from spooled_server.core import ingest
 from spooled_server.core.auth import Principal
 from spooled_server.core.errors import Unauthorized
-from spooled_server.core.webhooks import TargetPolicy, TargetRejected, backoff_secs, delivery_headers, signature
+from spooled_server.core.webhooks import (
+    TargetPolicy,
+    TargetRejected,
+    backoff_secs,
+    delivery_headers,
+    signature,
+)
 
 
 def test_backoff_follows_the_contract_table() -> None:
@@ -38,12 +44,25 @@ def _policy(env: str, allow_private: bool = False) -> TargetPolicy:
     return TargetPolicy(Settings(environment=env, webhook_allow_private_targets=allow_private))
 
 
-@pytest.mark.parametrize("url", [
-    "https://127.0.0.1/x", "https://10.0.0.1/x", "https://172.16.5.5/x", "https://192.168.1.1/x",
-    "https://169.254.169.254/latest/meta-data", "https://[::1]/x", "https://[fe80::1]/x",
-    "https://[fd00:ec2::254]/x", "https://[::ffff:10.0.0.1]/x", "https://100.100.100.200/x", "https://0.0.0.0/x",
-    "http://93.184.215.14/x", "ftp://93.184.215.14/x", "https://93.184.215.14:notaport/x",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/x",
+        "https://10.0.0.1/x",
+        "https://172.16.5.5/x",
+        "https://192.168.1.1/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/x",
+        "https://[fe80::1]/x",
+        "https://[fd00:ec2::254]/x",
+        "https://[::ffff:10.0.0.1]/x",
+        "https://100.100.100.200/x",
+        "https://0.0.0.0/x",
+        "http://93.184.215.14/x",
+        "ftp://93.184.215.14/x",
+        "https://93.184.215.14:notaport/x",
+    ],
+)
 def test_production_rejects_non_public_or_plain_targets(url: str) -> None:
     with pytest.raises(TargetRejected):
         asyncio.run(_policy("production").check(url))
@@ -68,20 +87,29 @@ def _gate(provider: str, headers: dict[str, str], **settings: object) -> ingest.
 def test_github_signature() -> None:
     body = b'{"action":"opened"}'
     good = "sha256=" + hmac.new(b"gh", body, hashlib.sha256).hexdigest()
-    ingest.verify_github(_gate("github", {"x-hub-signature-256": good}, ingest_secrets={"github": "gh"}), body)
+    ingest.verify_github(
+        _gate("github", {"x-hub-signature-256": good}, ingest_secrets={"github": "gh"}), body
+    )
     flipped = good[:-1] + ("0" if good[-1] != "0" else "1")
     for headers in [{"x-hub-signature-256": flipped}, {"x-hub-signature-256": good[7:]}, {}]:
         with pytest.raises(Unauthorized):
             ingest.verify_github(_gate("github", headers, ingest_secrets={"github": "gh"}), body)
     with pytest.raises(Unauthorized):  # signed with the provider secret, but the body changed
-        ingest.verify_github(_gate("github", {"x-hub-signature-256": good}, ingest_secrets={"github": "gh"}),
-                             body + b" ")
+        ingest.verify_github(
+            _gate("github", {"x-hub-signature-256": good}, ingest_secrets={"github": "gh"}), body + b" "
+        )
     # Without a provider secret the org's webhook token is the key; a sent X-Webhook-Token must match too.
     token_signed = "sha256=" + hmac.new(b"whk_t", body, hashlib.sha256).hexdigest()
     ingest.verify_github(_gate("github", {"x-hub-signature-256": token_signed}, webhook_token="whk_t"), body)
     with pytest.raises(Unauthorized):
-        ingest.verify_github(_gate("github", {"x-hub-signature-256": token_signed, "x-webhook-token": "other"},
-                                   webhook_token="whk_t"), body)
+        ingest.verify_github(
+            _gate(
+                "github",
+                {"x-hub-signature-256": token_signed, "x-webhook-token": "other"},
+                webhook_token="whk_t",
+            ),
+            body,
+        )
 
 
 def test_stripe_signature_and_tolerance() -> None:
@@ -91,29 +119,39 @@ def test_stripe_signature_and_tolerance() -> None:
     def header(t: int, secret: bytes = b"st") -> str:
         return f"t={t},v1={hmac.new(secret, f'{t}.'.encode() + body, hashlib.sha256).hexdigest()}"
 
-    ingest.verify_stripe(_gate("stripe", {"stripe-signature": header(now)}, ingest_secrets={"stripe": "st"}), body)
+    ingest.verify_stripe(
+        _gate("stripe", {"stripe-signature": header(now)}, ingest_secrets={"stripe": "st"}), body
+    )
     # Any of several v1 values may match (secret rotation).
     both = header(now, b"old") + "," + header(now).split(",")[1]
     ingest.verify_stripe(_gate("stripe", {"stripe-signature": both}, ingest_secrets={"stripe": "st"}), body)
     for bad in [header(now - 301), header(now + 301), header(now, b"wrong"), f"t={now}", "v1=abc", ""]:
         with pytest.raises(Unauthorized):
-            ingest.verify_stripe(_gate("stripe", {"stripe-signature": bad}, ingest_secrets={"stripe": "st"}), body)
+            ingest.verify_stripe(
+                _gate("stripe", {"stripe-signature": bad}, ingest_secrets={"stripe": "st"}), body
+            )
 
 
 def test_shopify_signature() -> None:
     body = b'{"id":1}'
     good = base64.b64encode(hmac.new(b"sh", body, hashlib.sha256).digest()).decode()
-    ingest.verify_shopify(_gate("shopify", {"x-shopify-hmac-sha256": good}, ingest_secrets={"shopify": "sh"}), body)
+    ingest.verify_shopify(
+        _gate("shopify", {"x-shopify-hmac-sha256": good}, ingest_secrets={"shopify": "sh"}), body
+    )
     with pytest.raises(Unauthorized):
-        ingest.verify_shopify(_gate("shopify", {"x-shopify-hmac-sha256": good}, ingest_secrets={"shopify": "x"}),
-                              body)
+        ingest.verify_shopify(
+            _gate("shopify", {"x-shopify-hmac-sha256": good}, ingest_secrets={"shopify": "x"}), body
+        )
     with pytest.raises(Unauthorized):
         ingest.verify_shopify(_gate("shopify", {}, ingest_secrets={"shopify": "sh"}), body)
 
 
 def test_custom_token() -> None:
     ingest.verify_custom(_gate("custom", {"x-webhook-token": "whk_abc"}, webhook_token="whk_abc"))
-    for headers, token in [({"x-webhook-token": "whk_abd"}, "whk_abc"), ({}, "whk_abc"),
-                           ({"x-webhook-token": "whk_abc"}, None)]:
+    for headers, token in [
+        ({"x-webhook-token": "whk_abd"}, "whk_abc"),
+        ({}, "whk_abc"),
+        ({"x-webhook-token": "whk_abc"}, None),
+    ]:
         with pytest.raises(Unauthorized):
             ingest.verify_custom(_gate("custom", headers, webhook_token=token))

@@ -25,6 +25,7 @@ from ._common import (
     log,
     parse_time,
     registration_fields,
+    renewal_refused,
 )
 
 if TYPE_CHECKING:
@@ -481,7 +482,9 @@ class AsyncSpooledWorker:
             ctx=AsyncJobContext(job, self),
             next_renewal=time.monotonic() + self.options.heartbeat_interval,
         )
-        self._running[job.id] = running
+        # Keyed by lease: a job re-claimed after its lease expired is a new attempt, the old one
+        # must still be found (and fenced) by the lease keeper.
+        self._running[job.lease_id] = running
         await self._emit("job:claimed", job)
         running.task = asyncio.create_task(self._execute(running))
 
@@ -507,7 +510,7 @@ class AsyncSpooledWorker:
         try:
             await self._settle(running, result, error)
         finally:
-            self._running.pop(job.id, None)
+            self._running.pop(job.lease_id, None)
             self._slot_free.set()
 
     async def _settle(self, running: _AsyncRunning, result: Any, error: BaseException | None) -> None:
@@ -544,7 +547,7 @@ class AsyncSpooledWorker:
         except SpooledError as exc:
             if running.settling:
                 return
-            if is_lease_lost(exc):
+            if renewal_refused(exc):
                 running.lost = True
                 running.ctx.cancel_event.set()
                 await self._emit("job:lease_lost", running.job, exc)

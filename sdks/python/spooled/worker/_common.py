@@ -137,6 +137,12 @@ def is_lease_lost(error: SpooledError) -> bool:
     return isinstance(error, NotFoundError)
 
 
+def renewal_refused(error: SpooledError) -> bool:
+    """A lease renewal was refused for good: expired, superseded, or the job already finished (possibly
+    by a later attempt of this very worker after a requeue). Either way this attempt must stop."""
+    return isinstance(error, ConflictError | NotFoundError)
+
+
 def already_finished(error: SpooledError) -> bool:
     """409 ``Job is already <status>``: a replayed settlement whose first attempt landed."""
     return isinstance(error, ConflictError) and error.code == "CONFLICT" and "already" in error.message

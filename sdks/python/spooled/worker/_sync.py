@@ -25,6 +25,7 @@ from ._common import (
     log,
     parse_time,
     registration_fields,
+    renewal_refused,
 )
 
 if TYPE_CHECKING:
@@ -500,8 +501,10 @@ class SpooledWorker:
             ctx=JobContext(job, self),
             next_renewal=time.monotonic() + self.options.heartbeat_interval,
         )
+        # Keyed by lease: a job re-claimed after its lease expired is a new attempt, the old one
+        # must still be found (and fenced) by the lease keeper.
         with self._cond:
-            self._running[job.id] = running
+            self._running[job.lease_id] = running
         self._emit("job:claimed", job)
         assert self._pool is not None
         self._pool.submit(self._execute, running)
@@ -520,7 +523,7 @@ class SpooledWorker:
             self._settle(running, result, error)
         finally:
             with self._cond:
-                self._running.pop(job.id, None)
+                self._running.pop(job.lease_id, None)
                 self._cond.notify_all()
 
     def _settle(self, running: _Running, result: Any, error: BaseException | None) -> None:
@@ -567,7 +570,7 @@ class SpooledWorker:
                     self._backend.renew(running.job)
                     running.next_renewal = time.monotonic() + self.options.heartbeat_interval
                 except SpooledError as exc:
-                    if is_lease_lost(exc):
+                    if renewal_refused(exc):
                         with running.lock:
                             if running.settling:
                                 continue

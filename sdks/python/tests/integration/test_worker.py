@@ -212,7 +212,7 @@ async def test_lost_lease_cancels_the_handler_and_never_completes_twice(
         await asyncio.to_thread(worker.stop)
     job = client.jobs.get(job_id)
     assert job.status == "completed" and job.result == {"attempt": 2}
-    assert len(lost) == 1 and getattr(lost[0], "code", None) in ("LEASE_EXPIRED", "NOT_FOUND")
+    assert len(lost) == 1 and getattr(lost[0], "code", None) in ("LEASE_EXPIRED", "NOT_FOUND", "CONFLICT")
     completions = [h for h in client.jobs.history(job_id) if h.event_type == "completed"]
     assert len(completions) == 1
 
@@ -299,6 +299,14 @@ def wait_for_line(proc: subprocess.Popen[str], prefix: str, timeout: float = 30)
     return result[0]
 
 
+def reap(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_sigterm_mid_job_finishes_it(client: SpooledClient, tenant: Any, transport: str) -> None:
@@ -309,7 +317,7 @@ def test_sigterm_mid_job_finishes_it(client: SpooledClient, tenant: Any, transpo
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
-        proc.kill()
+        reap(proc)
     job = client.jobs.get(job_id)
     assert job.status == "completed" and job.result == {"mode": "finish"}
 
@@ -324,7 +332,7 @@ def test_sigterm_with_a_stuck_job_releases_it(client: SpooledClient, tenant: Any
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
-        proc.kill()
+        reap(proc)
     job = client.jobs.get(job_id)
     # Handed back by deregistration: pending again, and the retry budget is untouched.
     assert (job.status, job.retry_count, job.assigned_worker_id) == ("pending", 0, None)
@@ -340,7 +348,7 @@ def test_sigkill_loses_nothing(client: SpooledClient, tenant: Any, transport: st
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
-        proc.kill()
+        reap(proc)
     assert client.jobs.get(job_id).status == "processing"
     # The 5 s lease runs out, the server requeues the job, and another worker finishes it.
     wait_until(lambda: status(client, job_id) == "pending", timeout=30)

@@ -18,12 +18,14 @@ WHERE status = 'pending' AND scheduled_at > $1 AND scheduled_at <= now()
 
 -- name: recover_expired_leases
 -- Requeue (no backoff delay) or dead-letter every processing job whose lease expired (transition 8/9).
--- $1 error text, $2 worker ids[] or null (stale-worker recovery), $3 require an expired lease
+-- $1 error text, $2 worker ids[] or null (stale-worker recovery), $3 require an expired lease,
+-- $4 each worker's organization[] (parallel to $2: a worker id means nothing outside its organization)
 WITH cur AS (
     SELECT id, retry_count, max_retries, payload, assigned_worker_id FROM jobs
     WHERE status = 'processing'
       AND (NOT $3::bool OR lease_expires_at <= now())
-      AND ($2::text[] IS NULL OR assigned_worker_id = ANY($2))
+      AND ($2::text[] IS NULL
+           OR (organization_id, assigned_worker_id) IN (SELECT * FROM unnest($4::uuid[], $2::text[])))
     ORDER BY lease_expires_at LIMIT 5000
     FOR UPDATE SKIP LOCKED
 ), upd AS (
