@@ -38,7 +38,6 @@ log = logging.getLogger("spooled_server.grpc")
 MAX_GROUP = 1000  # requests handled together
 MAX_READ_AHEAD = 2000  # requests buffered before the reader stops reading
 MAX_REPLY_GROUPS = 4  # groups of replies waiting for the writer before the handler waits
-SHUTDOWN_FLUSH_SECS = 2.0
 
 _NO_JOBS = pb.ProcessResponse(error=pb.ErrorResponse(code="NO_JOBS", message="No jobs available"))
 _INVALID_REQUEST = pb.ProcessResponse(
@@ -110,19 +109,10 @@ async def stream_jobs(rt: Runtime, request: pb.StreamJobsRequest, context: grpc.
                 waiter.cancel()
                 waiter = None
                 unwritten = [rows[0]["id"]]
-                # Flow control: the next claim waits until the transport has taken this job. A shutdown
-                # does not wait for a client that stopped reading: its job goes back instead.
-                write = asyncio.ensure_future(
-                    context.write(convert.ClaimedJobs(principal.org_id, worker, lease).job(rows[0])))
-                try:
-                    await asyncio.wait({write, stop}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    written = write.done()
-                    if not written:
-                        write.cancel()
-                if not written:
-                    break
-                write.result()
+                # Flow control: the next claim waits until the transport has taken this job. A write is never
+                # abandoned while the call lives (gRPC cannot end a call with a send in flight); a client that
+                # stopped reading is cut off by the server's stop, and its job released then.
+                await context.write(convert.ClaimedJobs(principal.org_id, worker, lease).job(rows[0]))
                 unwritten = []
                 continue
             await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -206,9 +196,7 @@ class _Session:
     # --- the handler --------------------------------------------------------------------------------------
 
     async def run(self, reader: asyncio.Task[None], writer: asyncio.Task[None]) -> None:
-        while not self.rt.closing and not writer.done():
-            if self.read_error is not None:
-                return  # a broken stream: nothing more is delivered, its claims go back
+        while not self.rt.closing and not writer.done() and self.read_error is None:
             if not self.inbox:
                 if self.eof:
                     break
@@ -227,12 +215,12 @@ class _Session:
             self.replies_ready.set()
         if writer.done():
             return
+        # Flush what was already answered. A reply is never abandoned half-sent while the call lives (gRPC
+        # cannot end a call with a send in flight); a client that stopped reading is cut off by the server's
+        # stop, or by its own disconnect, and its undelivered claims are released then.
         self.replies.append(None)
         self.replies_ready.set()
-        if self.rt.closing:
-            await asyncio.wait({writer}, timeout=SHUTDOWN_FLUSH_SECS)
-        else:
-            await writer
+        await writer
 
     def release_undelivered(self) -> None:
         pending, self.undelivered = self.undelivered, {}

@@ -142,6 +142,7 @@ class Maintenance:
         async with self.core.db.maintenance() as conn:
             rows = await conn.fetch(Q.recover_expired_leases, "Lease expired", None, True, None)
         self._after_requeue(rows, "Lease expired")
+        await self._settle_workflows(rows)
         return len(rows)
 
     async def recover_worker_jobs(self, workers: list[tuple[Any, str]]) -> int:
@@ -153,7 +154,19 @@ class Maintenance:
             rows = await conn.fetch(Q.recover_expired_leases, "Worker offline", [w for _, w in workers], False,
                                     [org for org, _ in workers])
         self._after_requeue(rows, "Worker offline")
+        await self._settle_workflows(rows)
         return len(rows)
+
+    async def _settle_workflows(self, rows: list[asyncpg.Record]) -> None:
+        """Dead-letters from recovery cascade to their dependents at once, as worker failures do."""
+        from ..core import workflows
+
+        by_org: dict[Any, list[asyncpg.Record]] = {}
+        for r in rows:
+            if not r["will_retry"]:
+                by_org.setdefault(r["organization_id"], []).append(r)
+        for org, org_rows in by_org.items():
+            await workflows.after_settled(self.core, org, org_rows)
 
     def _after_requeue(self, rows: list[asyncpg.Record], error: str) -> None:
         for r in rows:
