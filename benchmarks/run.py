@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from benchmarks import baselines, grpc_bench, httpbench, schema, spooled_rest
+from benchmarks import baselines, grpc_bench, httpbench, schema, sdk_bench, spooled_rest
 from benchmarks.core import Benchmark, Context, Measurement, Ratio, median
 from benchmarks.pg import Database, database
 
@@ -33,6 +33,7 @@ BENCHMARKS: list[Benchmark] = [
     *baselines.BASELINES,
     *spooled_rest.SPOOLED_REST,
     *grpc_bench.SPOOLED_GRPC,
+    *sdk_bench.SDK_WORKER,
 ]
 
 # spooled / baseline. Throughput ratios read "fraction of the baseline reached"; latency ratios read
@@ -54,6 +55,10 @@ RATIOS: list[Ratio] = [
     Ratio("grpc_process_jobs_vs_8conn", "spooled.grpc.process_jobs", "baseline.sql.claim_complete_n100"),
     Ratio("grpc_latency_p50", "spooled.grpc.latency_p50", "baseline.sql.notify_latency_p50"),
     Ratio("grpc_latency_p99", "spooled.grpc.latency_p99", "baseline.sql.notify_latency_p99"),
+    # The Python SDK's worker (no-op handler) against the raw gRPC worker: the share it keeps (target >= 0.8).
+    Ratio("sdk_grpc_worker", "spooled.sdk.grpc_worker", "spooled.grpc.process_jobs"),
+    Ratio("sdk_grpc_worker_sync", "spooled.sdk.grpc_worker_sync", "spooled.grpc.process_jobs"),
+    Ratio("sdk_rest_worker", "spooled.sdk.rest_worker", "spooled.rest.claim_complete"),
 ]
 
 T = TypeVar("T")

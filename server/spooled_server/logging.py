@@ -65,3 +65,35 @@ def configure_logging(settings: Settings) -> None:
         own = logging.getLogger(name)
         own.handlers[:] = []
         own.propagate = True
+
+
+def json_formatter() -> logging.Formatter:
+    """A stdlib formatter writing the same JSON lines (for dictConfig users such as granian)."""
+    shared: list[structlog.typing.Processor] = [
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+    )
+
+
+def granian_log_config() -> dict[str, Any]:
+    """granian's `log_dictconfig`: its main-process lines ("Starting granian", "Listening at") as JSON too.
+
+    Usage: `Server(..., log_dictconfig=granian_log_config())` in the CLI.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "spooled_server.logging.json_formatter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json",
+                                 "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "_granian": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            "granian.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        },
+    }

@@ -200,8 +200,10 @@ def create_tenant(server: ServerProcess, plan_tier: str | None = None) -> Tenant
         r = httpx.post(server.base_url + "/api/v1/organizations", json=body, timeout=30)
     else:
         body["plan_tier"] = plan_tier
+        # A client address of its own per call: the admin routes' per-IP limit (60/min) has its own tests.
+        ip = f"10.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250}"
         r = httpx.post(server.base_url + "/api/v1/admin/organizations", json=body,
-                       headers={"X-Admin-Key": ADMIN_KEY}, timeout=30)
+                       headers={"X-Admin-Key": ADMIN_KEY, "X-Real-IP": ip}, timeout=30)
     assert r.status_code == 201, r.text
     data = r.json()
     return Tenant(server, data["organization"]["id"], data["api_key"]["key"], slug)

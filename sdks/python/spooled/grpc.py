@@ -59,7 +59,19 @@ def to_struct(value: Any) -> struct_pb2.Struct:
 
 
 def from_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
-    return json_format.MessageToDict(struct)
+    """A Struct as plain JSON. Struct stores every number as a double; whole numbers come back as ``int``
+    so a payload reads the same over gRPC as over REST (``{"n": 1}``, not ``{"n": 1.0}``)."""
+    return _whole_numbers(json_format.MessageToDict(struct))  # type: ignore[no-any-return]
+
+
+def _whole_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
 
 
 def to_timestamp(value: dt.datetime) -> timestamp_pb2.Timestamp:

@@ -452,15 +452,15 @@ class _WsSession:
 
     async def read(self) -> None:
         while True:
-            message = await self.socket.receive()
+            message: dict[str, Any] = dict(await self.socket.receive())
             kind = message["type"]
             if kind == "websocket.disconnect":
                 break
             if kind != "websocket.receive":
                 continue
-            text = message.get("text")
+            text: str | None = message.get("text")
             if text is None:
-                data = message.get("bytes") or b""
+                data: bytes = message.get("bytes") or b""
                 try:
                     text = data.decode()
                 except UnicodeDecodeError:
@@ -470,7 +470,7 @@ class _WsSession:
         self.conn.close("client disconnected")
 
     async def send(self, raw: bytes) -> None:
-        await self.socket.send({"type": "websocket.send", "text": raw.decode()})
+        await self.socket.send({"type": "websocket.send", "text": raw.decode(), "bytes": None})
 
     async def write(self) -> tuple[int, str] | None:
         """Returns the close code and reason when the server ends the connection."""

@@ -91,7 +91,8 @@ class Authenticator:
             self._cache.clear()
             return
         for h, entry in list(self._cache.items()):
-            if entry.principal is not None and entry.principal.org_id == org_id:
+            # Rejected keys carry no organization: drop them too, a key may just have been re-activated.
+            if entry.principal is None or entry.principal.org_id == org_id:
                 del self._cache[h]
 
     async def _load_key(self, key_hash: str) -> tuple[Principal | None, datetime | None]:

@@ -589,11 +589,11 @@ pages.job = async (id) => {
           ${e.details ? h`<div class="detail">${Object.entries(e.details).map(([k, v]) => `${k}: ${typeof v === "object" ? JSON.stringify(v) : v}`).join(" · ")}</div>` : ""}</li>`)}</ol>` : h`<div class="muted">No history recorded.</div>`}</div>
       </div>`);
     q("#job-retry")?.addEventListener("click", async () => {
-      try { await api(`/api/v1/jobs/${id}/retry`, { method: "POST", body: {} }); toast("Job re-queued"); } catch (err) { toast(err.message, true); }
+      try { await api(`/api/v1/jobs/${encodeURIComponent(id)}/retry`, { method: "POST", body: {} }); toast("Job re-queued"); } catch (err) { toast(err.message, true); }
       render();
     });
     q("#job-cancel")?.addEventListener("click", async () => {
-      try { await api(`/api/v1/jobs/${id}`, { method: "DELETE" }); toast("Job cancelled"); } catch (err) { toast(err.message, true); }
+      try { await api(`/api/v1/jobs/${encodeURIComponent(id)}`, { method: "DELETE" }); toast("Job cancelled"); } catch (err) { toast(err.message, true); }
       render();
     });
   });

@@ -101,7 +101,7 @@ class EventBus:
     def __init__(self) -> None:
         self.replica = uuid.uuid4().hex[:12]
         self._subscribers: list[Subscriber] = []
-        self._listeners: list[Callable[[Event], None]] = []
+        self._listeners: list[tuple[Callable[[Event], None], Callable[[str], bool] | None]] = []
         self._seq = itertools.count(1)
         self.fanout: Fanout | None = None
 
@@ -110,10 +110,14 @@ class EventBus:
         self._subscribers.append(fn)
         return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
 
-    def listen(self, fn: Callable[[Event], None]) -> Callable[[], None]:
-        """Every event, local or from another replica (the realtime hub)."""
-        self._listeners.append(fn)
-        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+    def listen(
+        self, fn: Callable[[Event], None], wants: Callable[[str], bool] | None = None
+    ) -> Callable[[], None]:
+        """Every event, local or from another replica (the realtime hub). `wants(org_id)` lets a listener
+        say which organizations it cares about, so nobody builds an event that no one will read."""
+        entry = (fn, wants)
+        self._listeners.append(entry)
+        return lambda: self._listeners.remove(entry) if entry in self._listeners else None
 
     def next_id(self) -> str:
         return f"{self.replica}-{next(self._seq)}"
@@ -130,19 +134,24 @@ class EventBus:
                 fn(org, event_type, data)
             except Exception:
                 log.exception("event subscriber failed")
-        if not self._listeners and (fanout is None or not fanout.wanted(org)):
+        local = any(wants is None or wants(org) for _, wants in self._listeners)
+        remote = fanout is not None and fanout.wanted(org)
+        if not local and not remote:
             return
         event = Event.build(self.next_id(), org, event_type, data)
-        self._deliver(event)
-        if fanout is not None:
-            fanout.send(event)
+        if local:
+            self._deliver(event)
+        if remote:
+            fanout.send(event)  # type: ignore[union-attr]
 
     def deliver_remote(self, event: Event) -> None:
         """An event published by another replica."""
         self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
-        for fn in list(self._listeners):
+        for fn, wants in list(self._listeners):
+            if wants is not None and not wants(event.org_id):
+                continue
             try:
                 fn(event)
             except Exception:

@@ -28,6 +28,7 @@ BUFFER_LIMIT = 1000
 BUFFER_BYTES_LIMIT = 4 * 1024 * 1024  # large events (results) bound memory before the event count does
 MAX_CONNECTIONS_PER_KIND = 100
 RING_SIZE = 1000
+RING_BYTES_LIMIT = 8 * 1024 * 1024
 RESUME_GRACE_SECS = 120.0
 UNSTARTED_TIMEOUT_SECS = 30.0
 CONNECTION_RETRY_AFTER_SECS = 5
@@ -107,7 +108,7 @@ class Connection:
         self.wake.set()
 
     def drain(self, limit: int = 256) -> list[Event]:
-        out = []
+        out: list[Event] = []
         while self.buffer and len(out) < limit:
             event = self.buffer.popleft()
             self.buffered_bytes -= len(event.raw)
@@ -145,8 +146,9 @@ class RealtimeHub:
         self._by_org: dict[str, set[Connection]] = {}
         self._counts: dict[tuple[str, str], int] = {}
         self._rings: dict[str, deque[Event]] = {}
+        self._ring_bytes: dict[str, int] = {}
         self._ring_until: dict[str, float] = {}
-        self._unlisten = bus.listen(self._on_event)
+        self._unlisten = bus.listen(self._on_event, self._wants)
 
     def close(self) -> None:
         self._unlisten()
@@ -167,7 +169,9 @@ class RealtimeHub:
         self._counts[key] = self._counts.get(key, 0) + 1
         new_org = org not in self._by_org
         self._by_org.setdefault(org, set()).add(conn)
-        self._rings.setdefault(org, deque(maxlen=RING_SIZE))
+        if org not in self._rings:
+            self._rings[org] = deque()
+            self._ring_bytes[org] = 0
         self._ring_until.pop(org, None)
         if new_org:
             self._update_interest()
@@ -199,6 +203,7 @@ class RealtimeHub:
             if until < now:
                 del self._ring_until[org]
                 self._rings.pop(org, None)
+                self._ring_bytes.pop(org, None)
         return set(self._by_org) | set(self._ring_until)
 
     def _update_interest(self) -> None:
@@ -218,11 +223,19 @@ class RealtimeHub:
 
     # --- events ---------------------------------------------------------------------------------------
 
+    def _wants(self, org_id: str) -> bool:
+        return org_id in self._rings
+
     def _on_event(self, event: Event) -> None:
-        ring = self._rings.get(event.org_id)
+        org = event.org_id
+        ring = self._rings.get(org)
         if ring is None:
             return
         ring.append(event)
+        size = self._ring_bytes[org] + len(event.raw)
+        while len(ring) > RING_SIZE or (size > RING_BYTES_LIMIT and len(ring) > 1):
+            size -= len(ring.popleft().raw)
+        self._ring_bytes[org] = size
         conns = self._by_org.get(event.org_id)
         if conns:
             for conn in list(conns):

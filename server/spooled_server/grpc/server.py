@@ -94,7 +94,10 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
         self.runtime.begin_shutdown()
         await self.runtime.wait_sessions(SESSION_DRAIN_SECS)
+        # Streams still open now have a client that stopped reading: the stop cuts them off, and each one
+        # releases its undelivered jobs on the way out.
         await self.server.stop(STOP_GRACE_SECS)
+        await self.runtime.wait_sessions(SESSION_DRAIN_SECS)
         await self.runtime.drain(TASK_DRAIN_SECS)
         self.server = None
 

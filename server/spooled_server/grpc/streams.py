@@ -118,11 +118,11 @@ async def stream_jobs(rt: Runtime, request: pb.StreamJobsRequest, context: grpc.
             await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
             waiter = None
     finally:
-        rt.sessions.discard(handle)
         stop.cancel()
         if waiter is not None:
             waiter.cancel()
         rt.release_later(principal.org_id, worker, unwritten)
+        rt.sessions.discard(handle)  # last: shutdown waits for the sessions, then for their releases
     if failure is not None:
         await _end(context, failure, rt)
     await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
@@ -356,13 +356,13 @@ async def process_jobs(rt: Runtime, context: grpc.aio.ServicerContext) -> None:
     try:
         await session.run(reader, writer)
     finally:
-        rt.sessions.discard(session)
         for task in (reader, writer):
             task.cancel()
+        session.release_undelivered()
+        rt.sessions.discard(session)  # last: shutdown waits for the sessions, then for their releases
         for task in (reader, writer):
             with contextlib.suppress(BaseException):
                 await task
-        session.release_undelivered()
     if rt.closing:
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     if session.read_error is not None:

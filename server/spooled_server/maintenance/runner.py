@@ -122,7 +122,10 @@ class Maintenance:
     async def activate_due(self) -> int:
         """Transition 3 for due scheduled jobs, and wake claimers of queues whose delayed jobs came due."""
         since = self._last_due_check
-        async with self.core.db.maintenance() as conn:
+        # One statement per transaction: the activation holds its row locks only while its UPDATE runs, since
+        # a claim skips locked rows and would miss a job that is already due. The due-window may overlap the
+        # next one (an extra wake-up is harmless); it never leaves a gap.
+        async with self.core.db.maintenance(transaction=False) as conn:
             now = await conn.fetchval("SELECT now()")
             rows = await conn.fetch(Q.activate_scheduled)
             due = await conn.fetch(Q.newly_due_queues, since)
@@ -139,7 +142,7 @@ class Maintenance:
 
     async def recover_leases(self) -> int:
         """Transition 8: expired leases go back to pending (no backoff) or to the DLQ."""
-        async with self.core.db.maintenance() as conn:
+        async with self.core.db.maintenance(transaction=False) as conn:  # one statement: its own transaction
             rows = await conn.fetch(Q.recover_expired_leases, "Lease expired", None, True, None)
         self._after_requeue(rows, "Lease expired")
         await self._settle_workflows(rows)
@@ -150,7 +153,7 @@ class Maintenance:
         are chosen by clients, so another organization may use the same one for a live worker."""
         if not workers:
             return 0
-        async with self.core.db.maintenance() as conn:
+        async with self.core.db.maintenance(transaction=False) as conn:  # one statement: its own transaction
             rows = await conn.fetch(Q.recover_expired_leases, "Worker offline", [w for _, w in workers], False,
                                     [org for org, _ in workers])
         self._after_requeue(rows, "Worker offline")

@@ -188,8 +188,9 @@ async def test_batched_settlements_keep_per_job_fencing(
     assert got == ["complete", "LEASE_EXPIRED", "NOT_FOUND", "LEASE_EXPIRED", "LEASE_EXPIRED", "fail"]
     rows = {r["id"]: r["status"] for r in await owner_db.fetch(
         "SELECT id::text, status FROM jobs WHERE queue_name = $1", queue)}
-    assert [rows[x.id] for x in j] == ["completed", "processing", "processing", "processing", "processing",
-                                       "pending"]
+    assert [rows[x.id] for x in j[:3]] == ["completed", "processing", "processing"]
+    assert rows[j[3].id] in ("processing", "pending")  # the lease-recovery loop may have requeued it already
+    assert [rows[x.id] for x in j[4:]] == ["processing", "pending"]
     await call.done_writing()
 
 

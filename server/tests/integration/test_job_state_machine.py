@@ -69,6 +69,7 @@ class JobMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.queue = new_queue("sm")
+        # In creation order: rules pick jobs by position, which must not depend on the random ids.
         self.jobs: dict[str, ModelJob] = {}
         self.seq = 0
 
@@ -141,7 +142,12 @@ class JobMachine(RuleBasedStateMachine):
         assert r.status_code == 200, r.text
         got = r.json()["jobs"]
         want = self.eligible()[:limit]
-        assert [j["id"] for j in got] == [j.id for j in want]
+        if [j["id"] for j in got] != [j.id for j in want]:
+            views = {i: self.client.get(f"{API}/jobs/{i}").json() for i in self.jobs}
+            raise AssertionError(
+                f"claimed {[j['id'] for j in got]}, model wants {[j.id for j in want]};"
+                f" server: {views}; model: {self.jobs}"
+            )
         out = []
         for wire, job in zip(got, want, strict=True):
             assert wire["retry_count"] == job.retry_count
@@ -187,7 +193,7 @@ class JobMachine(RuleBasedStateMachine):
         result=st.sampled_from([None, {"ok": True}, [1, 2], "done"]),
     )
     def ack_as_holder(self, data: st.DataObject, action: str, result: Any) -> None:
-        running = sorted(j.id for j in self.jobs.values() if j.status == "processing")
+        running = [j.id for j in self.jobs.values() if j.status == "processing"]
         job = self.jobs[data.draw(st.sampled_from(running))]
         assert job.worker is not None and job.lease is not None
         self.ack(action, job.id, job.worker, job.lease, result)
@@ -203,7 +209,7 @@ class JobMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.jobs))
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
-        job = self.jobs[data.draw(st.sampled_from(sorted(self.jobs)))]
+        job = self.jobs[data.draw(st.sampled_from(list(self.jobs)))]
         r = self.client.delete(f"{API}/jobs/{job.id}")
         if job.status in ("pending", "scheduled"):
             assert r.status_code == 204, r.text
@@ -214,7 +220,7 @@ class JobMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.jobs))
     @rule(data=st.data())
     def retry(self, data: st.DataObject) -> None:
-        job = self.jobs[data.draw(st.sampled_from(sorted(self.jobs)))]
+        job = self.jobs[data.draw(st.sampled_from(list(self.jobs)))]
         r = self.post(f"/jobs/{job.id}/retry")
         if job.status in ("failed", "deadletter"):
             assert r.status_code == 200, r.text
@@ -226,7 +232,7 @@ class JobMachine(RuleBasedStateMachine):
     @precondition(lambda self: bool(self.jobs))
     @rule(data=st.data(), priority=st.integers(-1, 1))
     def boost(self, data: st.DataObject, priority: int) -> None:
-        job = self.jobs[data.draw(st.sampled_from(sorted(self.jobs)))]
+        job = self.jobs[data.draw(st.sampled_from(list(self.jobs)))]
         r = self.client.put(f"{API}/jobs/{job.id}/priority", json={"priority": priority})
         if job.status in ("pending", "scheduled"):
             assert r.status_code == 200, r.text
@@ -238,20 +244,31 @@ class JobMachine(RuleBasedStateMachine):
     @precondition(lambda self: any(j.delayed or j.status == "scheduled" for j in self.jobs.values()))
     @rule(data=st.data())
     def come_due(self, data: st.DataObject) -> None:
-        waiting = sorted(j.id for j in self.jobs.values() if j.delayed or j.status == "scheduled")
+        waiting = [j.id for j in self.jobs.values() if j.delayed or j.status == "scheduled"]
         job = self.jobs[data.draw(st.sampled_from(waiting))]
         self.owner.execute(
             "UPDATE jobs SET scheduled_at = now() - interval '1 second' WHERE id = $1", uuid.UUID(job.id)
         )
         if job.status == "scheduled":
-            # Due scheduled jobs are claimable at once; the activation loop turns them pending soon after.
+            # Wait for the activation loop (transition 3): while its UPDATE holds the row, a claim skips it
+            # (skip-locked), which the model cannot predict.
+            self.wait_for_status(job.id, "pending")
             job.status = "pending"
         job.delayed = False
+
+    def wait_for_status(self, job_id: str, want: str) -> dict[str, Any]:
+        deadline = time.monotonic() + 15
+        while True:
+            view: dict[str, Any] = self.client.get(f"{API}/jobs/{job_id}").json()
+            if view["status"] == want:
+                return view
+            assert time.monotonic() < deadline, f"job {job_id} stayed {view['status']}, expected {want}"
+            time.sleep(0.05)
 
     @precondition(lambda self: any(j.status == "processing" for j in self.jobs.values()))
     @rule(data=st.data())
     def lease_expires(self, data: st.DataObject) -> None:
-        running = sorted(j.id for j in self.jobs.values() if j.status == "processing")
+        running = [j.id for j in self.jobs.values() if j.status == "processing"]
         job = self.jobs[data.draw(st.sampled_from(running))]
         self.owner.execute(
             "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1", uuid.UUID(job.id)

@@ -329,7 +329,7 @@ async def job_flow(c: httpx.AsyncClient, queue: str, jobs: int) -> Counter[tuple
         return will_retry
 
     first = await claim(jobs)
-    assert len(first) == jobs
+    assert len(first) == jobs, first
     split = jobs * 3 // 5
     for j in first[:split]:
         await complete(j)
@@ -375,8 +375,9 @@ async def test_every_state_change_reaches_another_replica_within_100ms(replicas:
     ):
         await probe_until_seen(producer, remote.sse, remote.ws)
         expected: Counter[tuple[str, str, str]] = Counter()
-        for _ in range(4):
-            expected += await job_flow(producer, queue, 50)
+        # Twenty rounds of ten jobs, the way a worker claiming batches of ten would drive them.
+        for _ in range(20):
+            expected += await job_flow(producer, queue, 10)
         completions = sum(n for (_, _, new), n in expected.items() if new == "completed")
         failures = sum(
             n
@@ -384,7 +385,7 @@ async def test_every_state_change_reaches_another_replica_within_100ms(replicas:
             if old == "processing" and new in ("pending", "deadletter")
         )
         # Every status change, plus JobCreated, JobCompleted and JobFailed.
-        total_events = sum(expected.values()) + 4 * 50 + completions + failures
+        total_events = sum(expected.values()) + 20 * 10 + completions + failures
 
         async def all_arrived() -> bool:
             return all(len(s.latencies(queue)) >= total_events for s in (remote.sse, remote.ws, local.sse))
