@@ -10,8 +10,8 @@ start latency with a worker waiting on StreamJobs.
   connection, claim 100 (SKIP LOCKED) + one fenced UPDATE completing them, measured in the same run on the
   baseline table (benchmarks/schema.py).
 - ``spooled.grpc.latency_p50`` / ``_p99``: a worker waits on StreamJobs; a producer enqueues one job at a time
-  over gRPC (``Enqueue``) into the idle queue; latency runs from sending the Enqueue to the job arriving on the
-  stream. Both ends in the benchmark process.
+  over gRPC (``Enqueue``) into the idle queue; latency runs from sending the Enqueue to the job arriving on
+  the stream. Both ends in the benchmark process.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ async def spooled_server(ctx: Context) -> AsyncIterator[GrpcServer]:
                         raise TimeoutError("spooled-server did not start")
                     await asyncio.sleep(0.2)
                 slug = "bench-" + uuid.uuid4().hex[:8]
-                r = await client.post(base_url + "/api/v1/organizations", json={"name": "Benchmark", "slug": slug})
+                r = await client.post(base_url + "/api/v1/organizations",
+                                      json={"name": "Benchmark", "slug": slug})
                 r.raise_for_status()
                 key = r.json()["api_key"]["key"]
             yield GrpcServer(base_url, f"{httpbench.LOOPBACK}:{grpc_port}", key, dsn, proc.pid)
@@ -149,7 +150,6 @@ async def bulk_enqueue(srv: GrpcServer, queue: str, count: int) -> None:
 async def drain_worker(target: str, key: str, queue: str, expect: int) -> dict[str, Any]:
     """ONE ProcessJobs stream, no-op handler: returns how many jobs it completed and how long it took."""
     import grpc
-
     from spooled_server.grpc._generated import spooled_pb2 as pb
     from spooled_server.grpc._generated import spooled_pb2_grpc as pb_grpc
 
@@ -214,15 +214,15 @@ async def process_jobs(ctx: Context) -> list[Measurement]:
         result = json.loads(out.decode().strip().splitlines()[-1])
         conn = await asyncpg.connect(**connect_kwargs(srv.dsn))
         try:
-            done = await conn.fetchval("SELECT count(*) FROM jobs WHERE queue_name = $1 AND status = 'completed'",
-                                       queue)
+            done = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE queue_name = $1 AND status = 'completed'", queue)
         finally:
             await conn.close()
     if result["completed"] != count or done != count or result["errors"]:
         raise RuntimeError(f"drain incomplete: {result}, {done} completed in the database")
     rate = count / result["elapsed"]
-    note = (f"1 worker process, 1 ProcessJobs stream, {count} jobs, dequeue batch {BATCH} x{PREFETCH} in flight, "
-            f"1 complete per job, {result['elapsed']:.2f} s")
+    note = (f"1 worker process, 1 ProcessJobs stream, {count} jobs, dequeue batch {BATCH} "
+            f"x{PREFETCH} in flight, 1 complete per job, {result['elapsed']:.2f} s")
     return [Measurement("spooled.grpc.process_jobs", round(rate), "jobs/s", note)]
 
 
@@ -230,7 +230,8 @@ async def raw_claim_complete(ctx: Context) -> list[Measurement]:
     """The physical limit for one worker connection: claim 100 + complete 100, raw asyncpg, one connection."""
     count = DRAIN_JOBS_QUICK if ctx.quick else DRAIN_JOBS
     queue = "bench-raw-drain"
-    conn = await asyncpg.connect(**ctx.db.connect_kwargs(), server_settings={"plan_cache_mode": "force_custom_plan"})
+    conn = await asyncpg.connect(**ctx.db.connect_kwargs(),
+                                 server_settings={"plan_cache_mode": "force_custom_plan"})
     try:
         await schema.reset(conn)
         await conn.execute(schema.PRELOAD, queue, count)
@@ -253,7 +254,6 @@ async def raw_claim_complete(ctx: Context) -> list[Measurement]:
 async def latency(ctx: Context) -> list[Measurement]:
     """Enqueue (unary gRPC) → the job arrives on a waiting StreamJobs stream, on an idle queue."""
     import grpc
-
     from spooled_server.grpc._generated import spooled_pb2 as pb
     from spooled_server.grpc._generated import spooled_pb2_grpc as pb_grpc
 

@@ -27,7 +27,7 @@ PROTO_ROOT = REPO_ROOT / "proto"
 PROTO_FILE = "spooled/v1/spooled.proto"
 OUT_DIR = SERVER_ROOT / "spooled_server" / "grpc" / "_generated"
 
-HEADER = "# Generated from proto/spooled/v1/spooled.proto by server/scripts/generate_grpc.py -- do not edit.\n"
+HEADER = "# Generated from proto/spooled/v1/spooled.proto by server/scripts/generate_grpc.py: do not edit.\n"
 ABSOLUTE_IMPORT = "from spooled.v1 import spooled_pb2 as "
 RELATIVE_IMPORT = "from . import spooled_pb2 as "
 INIT = HEADER + '"""Protobuf messages and gRPC stubs of the `spooled.v1` API."""\n'
@@ -56,7 +56,7 @@ def generate() -> dict[str, str]:
             text = (Path(tmp) / "spooled" / "v1" / name).read_text(encoding="utf-8")
             if name == "spooled_pb2_grpc.py":
                 if text.count(ABSOLUTE_IMPORT) != 1:
-                    raise RuntimeError("grpc's plugin no longer writes the expected import; revisit this script")
+                    raise RuntimeError("grpc's plugin no longer writes the expected import; revisit this")
                 text = text.replace(ABSOLUTE_IMPORT, RELATIVE_IMPORT)
             out[name] = HEADER + text
     return out
@@ -83,7 +83,7 @@ def differences(files: dict[str, str], out_dir: Path = OUT_DIR) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only report whether the committed files are stale")
+    parser.add_argument("--check", action="store_true", help="only report stale files")
     args = parser.parse_args(argv)
     files = generate()
     if args.check:

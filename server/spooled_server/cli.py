@@ -99,6 +99,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from granian.constants import Interfaces
     from granian.server import Server
 
+    from .logging import granian_log_config
+
     server = Server(
         "spooled_server.app:create_asgi",
         address=settings.host,
@@ -107,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=max(1, settings.workers),
         factory=True,
         log_access=False,
+        log_dictconfig=granian_log_config(),
     )
     try:
         server.serve()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -18,7 +19,9 @@ from .config import Settings
 REQUEST_SCOPE: ContextVar[dict[str, Any] | None] = ContextVar("spooled_request_scope", default=None)
 
 
-def add_request_context(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_request_context(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     scope = REQUEST_SCOPE.get()
     if scope is None:
         return event_dict

@@ -26,7 +26,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 import websockets
@@ -58,6 +58,7 @@ ALIASES = {"job.status_changed": "job.status"}
 CONNECTION_EVENTS = ("connected", "disconnected", "error")
 
 Kind = Literal["sse", "websocket"]
+H = TypeVar("H", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -227,10 +228,15 @@ class RealtimeClient:
         self._streams: dict[Subscription, _SyncSseStream] = {}
         self._ws: _SyncWebSocket | None = None
 
-    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
+    @overload
+    def on(self, event: str, handler: H) -> H: ...
+    @overload
+    def on(self, event: str, handler: None = None) -> Callable[[H], H]: ...
+
+    def on(self, event: str, handler: H | None = None) -> H | Callable[[H], H]:
         """Call ``handler(event)`` for each event named ``event`` (``"*"``: all). Usable as a decorator."""
 
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def register(fn: H) -> H:
             self._handlers.add(event, fn)
             return fn
 
@@ -540,8 +546,13 @@ class AsyncRealtimeClient:
         self._ws: websockets.asyncio.client.ClientConnection | None = None
         self._connected = False
 
-    def on(self, event: str, handler: Callable[..., Any] | None = None) -> Any:
-        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @overload
+    def on(self, event: str, handler: H) -> H: ...
+    @overload
+    def on(self, event: str, handler: None = None) -> Callable[[H], H]: ...
+
+    def on(self, event: str, handler: H | None = None) -> H | Callable[[H], H]:
+        def register(fn: H) -> H:
             self._handlers.add(event, fn)
             return fn
 

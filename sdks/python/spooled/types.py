@@ -1,6 +1,6 @@
 """The API's models (generated from the OpenAPI spec): what resource methods return and accept.
 
-    from spooled.types import Job, JobSummary, QueueConfig
+from spooled.types import Job, JobSummary, QueueConfig
 """
 
 from ._generated.models import *  # noqa: F403

@@ -130,6 +130,11 @@ async def create_job(
 
     `queue_max_len`: REST allows 100 characters in a queue name, gRPC 255 (grpc.md §3)."""
     validate_new_job(job, queue_max_len=queue_max_len)
+    if job.completion_webhook is not None and core.settings.is_production:
+        # The outgoing-URL rules of semantics.md §15 (https only, public addresses) apply to callbacks too.
+        from .webhooks import TargetPolicy  # webhooks imports this module
+
+        await TargetPolicy(core.settings).validate(job.completion_webhook, "completion_webhook")
     principal.require_queue(job.queue_name)
     core.quotas.check_payload(principal, raw_size(job.payload))
     job_id = uuid.uuid4()
@@ -728,8 +733,8 @@ async def complete_jobs(core: Core, principal: Principal, items: list[Settlement
     args = ([i.job_id for _, i, _ in batch], [i.worker_id for _, i, _ in batch], [lease for _, _, lease in batch],
             [i.result for _, i, _ in batch], _scope(principal))
     done, misses = await _settle_batch(core, principal, [i for _, i, _ in batch], Q.complete_jobs_batch, args)
-    for position, exc in misses.items():
-        outcomes[batch[position][0]] = exc
+    for position, miss in misses.items():
+        outcomes[batch[position][0]] = miss
     for _, item, _ in batch:
         row = done.get(item.job_id)
         if row is not None:

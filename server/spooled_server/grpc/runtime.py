@@ -4,6 +4,7 @@ background tasks that must outlive a cancelled call (releasing claimed jobs, fin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Coroutine, Iterable
@@ -96,6 +97,8 @@ class Runtime:
         self.core = core
         self.closing = False
         self.sessions: set[Any] = set()  # open streams; each has wake() for shutdown
+        self._no_sessions = asyncio.Event()
+        self._no_sessions.set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self.hard_payload_cap = core.settings.queue_max_payload_size_bytes
 
@@ -173,11 +176,19 @@ class Runtime:
         for session in list(self.sessions):
             session.wake()
 
-    async def wait_sessions(self, timeout: float) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self.sessions and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.02)
+    def open_session(self, session: Any) -> None:
+        self.sessions.add(session)
+        self._no_sessions.clear()
 
-    async def drain(self, timeout: float) -> None:
+    def close_session(self, session: Any) -> None:
+        self.sessions.discard(session)
+        if not self.sessions:
+            self._no_sessions.set()
+
+    async def wait_sessions(self, within: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_sessions.wait(), within)
+
+    async def drain(self, within: float) -> None:
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=timeout)
+            await asyncio.wait(list(self._tasks), timeout=within)

@@ -71,8 +71,8 @@ class GrpcServer:
     async def start(self) -> None:
         s = self.core.settings
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        pb_grpc.add_QueueServiceServicer_to_server(QueueService(self.runtime), server)
-        pb_grpc.add_WorkerServiceServicer_to_server(WorkerService(self.runtime), server)
+        pb_grpc.add_QueueServiceServicer_to_server(QueueService(self.runtime), server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_WorkerServiceServicer_to_server(WorkerService(self.runtime), server)  # type: ignore[no-untyped-call]
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection((*SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         address = bind_address(s.host, s.grpc_port)

@@ -1,4 +1,4 @@
-"""QueueService and WorkerService (grpc.md §1–§3) over the same core functions as REST."""
+"""QueueService and WorkerService (grpc.md sections 1-3) over the same core functions as REST."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from typing import Any, TypeVar
 
 import grpc
 
-from ..core import jobs
+from ..core import jobs, workers
 from ..core import validation as v
-from ..core import workers
 from ..core.auth import Principal
 from . import convert
 from . import runtime as r
@@ -46,14 +45,17 @@ class QueueService(pb_grpc.QueueServiceServicer):
         self.rt = rt
         self.core = rt.core
 
-    async def Enqueue(self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext) -> pb.EnqueueResponse:
+    async def Enqueue(
+        self, request: pb.EnqueueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EnqueueResponse:
         async def run(principal: Principal) -> pb.EnqueueResponse:
             job = jobs.NewJob(
                 queue_name=request.queue_name,
                 payload=convert.json_from_struct(request, "payload") or jobs.NULL_JSON,
                 priority=r.clamp(request.priority, -100, 100),
                 max_retries=None if request.max_retries == 0 else r.clamp(request.max_retries, 1, 100),
-                timeout_seconds=None if request.timeout_seconds == 0 else r.clamp(request.timeout_seconds, 1, 86400),
+                timeout_seconds=(None if request.timeout_seconds == 0
+                                 else r.clamp(request.timeout_seconds, 1, 86400)),
                 scheduled_at=convert.datetime_from(request, "scheduled_at"),
                 tags=convert.json_object(request.tags),
                 idempotency_key=request.idempotency_key or None,
@@ -63,7 +65,9 @@ class QueueService(pb_grpc.QueueServiceServicer):
 
         return await call(self.rt, context, run)
 
-    async def Dequeue(self, request: pb.DequeueRequest, context: grpc.aio.ServicerContext) -> pb.DequeueResponse:
+    async def Dequeue(
+        self, request: pb.DequeueRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DequeueResponse:
         async def run(principal: Principal) -> pb.DequeueResponse:
             queue = r.queue_name(request.queue_name)
             worker = r.required(request.worker_id, "worker_id")
@@ -86,7 +90,9 @@ class QueueService(pb_grpc.QueueServiceServicer):
 
         return await call(self.rt, context, run)
 
-    async def Complete(self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext) -> pb.CompleteResponse:
+    async def Complete(
+        self, request: pb.CompleteRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CompleteResponse:
         async def run(principal: Principal) -> pb.CompleteResponse:
             job_id = r.job_id(request.job_id)
             worker = r.required(request.worker_id, "worker_id")
@@ -144,8 +150,7 @@ class QueueService(pb_grpc.QueueServiceServicer):
     async def StreamJobs(self, request: pb.StreamJobsRequest, context: grpc.aio.ServicerContext) -> None:
         await stream_jobs(self.rt, request, context)
 
-    async def ProcessJobs(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
-        await process_jobs(self.rt, context)
+    ProcessJobs = process_jobs  # an async generator method: (self, request_iterator, context)
 
 
 class WorkerService(pb_grpc.WorkerServiceServicer):
@@ -163,7 +168,8 @@ class WorkerService(pb_grpc.WorkerServiceServicer):
                 queue_name=request.queue_name,
                 hostname=request.hostname,
                 worker_type=request.worker_type or None,
-                max_concurrency=5 if request.max_concurrency == 0 else r.clamp(request.max_concurrency, 1, 1000),
+                max_concurrency=(5 if request.max_concurrency == 0
+                                 else r.clamp(request.max_concurrency, 1, 1000)),
                 metadata=dict(request.metadata) or None,
                 version=request.version or None,
                 queue_max_len=r.MAX_QUEUE_NAME,

@@ -82,7 +82,8 @@ def to_status(exc: BaseException, *, kind: str = Kind.DEFAULT, hard_payload_cap:
     if isinstance(exc, (ValidationFailed, ShapeInvalid, InvalidJson, BadRequest, UnsupportedMediaType)):
         return Status(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
     if isinstance(exc, RateLimited):
-        return Status(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, (("retry-after", str(exc.retry_after)),))
+        trailers = (("retry-after", str(exc.retry_after)),)
+        return Status(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message, trailers)
     if isinstance(exc, QuotaExceeded):
         return Status(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
     if isinstance(exc, ServiceUnavailable):

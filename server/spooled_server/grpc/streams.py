@@ -1,21 +1,20 @@
-"""The two worker streams: StreamJobs (server push) and ProcessJobs (bidirectional), grpc.md §3–§4.
+"""The two worker streams: StreamJobs (server push) and ProcessJobs (bidirectional), grpc.md sections 3-4.
 
 ProcessJobs keeps three activities apart so that none waits for another needlessly:
 - a reader takes requests off the wire as they arrive (bounded read-ahead, so a flooding client is slowed by
   HTTP/2 flow control rather than growing our memory);
-- the handler takes *everything that has arrived* as one group and works through it in order; completions
+- a worker takes *everything that has arrived* as one group and works through it in order; completions
   and failures are gathered and applied in one statement per kind (a batch keeps per-job fencing: each row
   is guarded by its own worker and lease), flushed before any dequeue or renew so effects keep their order;
-- a writer sends the replies, one per request and in request order, while the handler is already busy
-  with the next group's database work.
-Jobs claimed for a reply that was never written go back to pending as soon as the stream ends, whatever the
+- the handler itself (an async generator) sends the replies, one per request and in request order, while
+  the worker is already busy with the next group's database work.
+Jobs claimed for a reply that was never sent go back to pending as soon as the stream ends, whatever the
 reason (client cancel, transport error, deadline, server shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import uuid
@@ -37,7 +36,7 @@ log = logging.getLogger("spooled_server.grpc")
 
 MAX_GROUP = 1000  # requests handled together
 MAX_READ_AHEAD = 2000  # requests buffered before the reader stops reading
-MAX_REPLY_GROUPS = 4  # groups of replies waiting for the writer before the handler waits
+MAX_REPLY_GROUPS = 4  # groups of replies waiting to be sent before the worker waits
 
 _NO_JOBS = pb.ProcessResponse(error=pb.ErrorResponse(code="NO_JOBS", message="No jobs available"))
 _INVALID_REQUEST = pb.ProcessResponse(
@@ -81,7 +80,7 @@ async def stream_jobs(rt: Runtime, request: pb.StreamJobsRequest, context: grpc.
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     poll = float(max(1, core.settings.worker_fallback_poll_interval_secs))
     handle = _Wakeable()
-    rt.sessions.add(handle)
+    rt.open_session(handle)
     stop = asyncio.ensure_future(handle.event.wait())
     waiter: asyncio.Task[bool] | None = None
     unwritten: list[uuid.UUID] = []  # at most one job: claimed, not yet accepted by the transport
@@ -122,7 +121,7 @@ async def stream_jobs(rt: Runtime, request: pb.StreamJobsRequest, context: grpc.
         if waiter is not None:
             waiter.cancel()
         rt.release_later(principal.org_id, worker, unwritten)
-        rt.sessions.discard(handle)  # last: shutdown waits for the sessions, then for their releases
+        rt.close_session(handle)  # last: shutdown waits for the sessions, then for their releases
     if failure is not None:
         await _end(context, failure, rt)
     await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
@@ -138,15 +137,16 @@ class _Session:
         self.context = context
         self.key = key
         self.inbox: deque[pb.ProcessRequest] = deque()
-        self.input_ready = asyncio.Event()  # something to do: requests, end of input, writer gone, shutdown
+        self.input_ready = asyncio.Event()  # something to do: requests, end of input, shutdown
         self.room = asyncio.Event()  # the reader may read on
         self.room.set()
         self.eof = False
         self.read_error: BaseException | None = None  # a request that could not be read (malformed)
         self.replies: deque[list[tuple[pb.ProcessResponse, int]] | None] = deque()
         self.replies_ready = asyncio.Event()
-        self.writer_room = asyncio.Event()
-        self.writer_room.set()
+        self.sender_room = asyncio.Event()
+        self.sender_room.set()
+        self.sender_gone = False
         # token -> (org, worker, job ids): claims whose reply has not been written yet
         self.undelivered: dict[int, tuple[uuid.UUID, str, list[uuid.UUID]]] = {}
         self._tokens = itertools.count(1)
@@ -154,7 +154,7 @@ class _Session:
     def wake(self) -> None:
         self.input_ready.set()
 
-    # --- the reader and the writer ------------------------------------------------------------------------
+    # --- the reader -------------------------------------------------------------------------------------
 
     async def read(self) -> None:
         try:
@@ -175,57 +175,46 @@ class _Session:
             self.eof = True
             self.input_ready.set()
 
-    async def write(self) -> None:
+    # --- the worker -------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Work through the requests as they arrive; each group's replies go to the handler to send."""
         try:
-            while True:
-                while not self.replies:
-                    self.replies_ready.clear()
-                    await self.replies_ready.wait()
-                group = self.replies.popleft()
-                self.writer_room.set()
-                if group is None:
-                    return
-                for reply, token in group:
-                    await self.context.write(reply)
-                    if token:
-                        self.undelivered.pop(token, None)
+            while not self.rt.closing and not self.sender_gone and self.read_error is None:
+                if not self.inbox:
+                    if self.eof:
+                        break
+                    self.input_ready.clear()
+                    await self.input_ready.wait()
+                    continue
+                take = min(len(self.inbox), MAX_GROUP)
+                group = [self.inbox.popleft() for _ in range(take)]
+                if not self.room.is_set() and len(self.inbox) < MAX_READ_AHEAD:
+                    self.room.set()
+                replies = await self.handle(group)
+                while len(self.replies) >= MAX_REPLY_GROUPS and not self.sender_gone:
+                    self.sender_room.clear()
+                    await self.sender_room.wait()
+                self.replies.append(replies)
+                self.replies_ready.set()
         finally:
-            self.writer_room.set()
-            self.input_ready.set()
-
-    # --- the handler --------------------------------------------------------------------------------------
-
-    async def run(self, reader: asyncio.Task[None], writer: asyncio.Task[None]) -> None:
-        while not self.rt.closing and not writer.done() and self.read_error is None:
-            if not self.inbox:
-                if self.eof:
-                    break
-                self.input_ready.clear()
-                await self.input_ready.wait()
-                continue
-            take = min(len(self.inbox), MAX_GROUP)
-            group = [self.inbox.popleft() for _ in range(take)]
-            if not self.room.is_set() and len(self.inbox) < MAX_READ_AHEAD:
-                self.room.set()
-            replies = await self.handle(group)
-            while len(self.replies) >= MAX_REPLY_GROUPS and not writer.done():
-                self.writer_room.clear()
-                await self.writer_room.wait()
-            self.replies.append(replies)
+            # Whatever ends the work, the sender flushes what was answered and then stops.
+            self.replies.append(None)
             self.replies_ready.set()
-        if writer.done():
-            return
-        # Flush what was already answered. A reply is never abandoned half-sent while the call lives (gRPC
-        # cannot end a call with a send in flight); a client that stopped reading is cut off by the server's
-        # stop, or by its own disconnect, and its undelivered claims are released then.
-        self.replies.append(None)
-        self.replies_ready.set()
-        await writer
 
     def release_undelivered(self) -> None:
         pending, self.undelivered = self.undelivered, {}
         for org, worker, ids in pending.values():
             self.rt.release_later(org, worker, ids)
+
+    def close(self, tasks: tuple[asyncio.Task[None], ...]) -> None:
+        """End the session (idempotent): stop reading and working, and release what was never delivered."""
+        self.sender_gone = True
+        self.sender_room.set()
+        for task in tasks:
+            task.cancel()
+        self.release_undelivered()
+        self.rt.close_session(self)  # last: shutdown waits for the sessions, then for their releases
 
     def _error(self, exc: BaseException) -> tuple[pb.ProcessResponse, int]:
         code, message = in_band(exc, hard_payload_cap=self.rt.hard_payload_cap)
@@ -289,7 +278,8 @@ class _Session:
             items = [item for _, item in part]
             try:
                 if kind == "complete":
-                    outcomes: list[Any] = await self.rt.guarded(jobs.complete_jobs(self.core, principal, items))
+                    outcomes: list[Any] = await self.rt.guarded(
+                        jobs.complete_jobs(self.core, principal, items))
                 else:
                     outcomes = await self.rt.guarded(jobs.fail_jobs(self.core, principal, items))
             except asyncio.CancelledError:
@@ -309,7 +299,9 @@ class _Session:
                         success=True, will_retry=outcome.will_retry,
                         next_retry_delay_secs=outcome.delay_secs)), 0)
 
-    async def _dequeue(self, principal: Principal, request: pb.DequeueRequest) -> tuple[pb.ProcessResponse, int]:
+    async def _dequeue(
+        self, principal: Principal, request: pb.DequeueRequest
+    ) -> tuple[pb.ProcessResponse, int]:
         queue = r.queue_name(request.queue_name)
         worker = r.required(request.worker_id, "worker_id")
         lease = r.lease_secs(request.lease_duration_secs)
@@ -329,7 +321,9 @@ class _Session:
             return _NO_JOBS, 0
         return pb.ProcessResponse(job=to_job(rows[0])), token
 
-    async def _renew(self, principal: Principal, request: pb.RenewLeaseRequest) -> tuple[pb.ProcessResponse, int]:
+    async def _renew(
+        self, principal: Principal, request: pb.RenewLeaseRequest
+    ) -> tuple[pb.ProcessResponse, int]:
         job_id = r.job_id(request.job_id)
         worker = r.required(request.worker_id, "worker_id")
         lease = r.lease_id(request.lease_id)
@@ -339,7 +333,11 @@ class _Session:
             success=True, new_expires_at=convert.timestamp(expires))), 0
 
 
-async def process_jobs(rt: Runtime, context: grpc.aio.ServicerContext) -> None:
+async def process_jobs(servicer: Any, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+    """QueueService.ProcessJobs. An async generator: gRPC sends each reply it yields and resumes it only
+    once the transport has taken that reply, so a claim counts as delivered exactly when its yield returns.
+    (Measured: cheaper per message than `context.write` from a separate task.)"""
+    rt: Runtime = servicer.rt
     try:
         _, key = await rt.authenticate(context.invocation_metadata())
     except asyncio.CancelledError:
@@ -350,21 +348,32 @@ async def process_jobs(rt: Runtime, context: grpc.aio.ServicerContext) -> None:
     if rt.closing:
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     session = _Session(rt, context, key)
-    rt.sessions.add(session)
-    reader = asyncio.ensure_future(session.read())
-    writer = asyncio.ensure_future(session.write())
+    rt.open_session(session)
+    tasks = (asyncio.ensure_future(session.read()), asyncio.ensure_future(session.run()))
+    # Runs however the call ends, even if gRPC drops this generator while it is suspended at a yield.
+    context.add_done_callback(lambda _ctx: session.close(tasks))
     try:
-        await session.run(reader, writer)
+        while True:
+            while not session.replies:
+                session.replies_ready.clear()
+                await session.replies_ready.wait()
+            group = session.replies.popleft()
+            session.sender_room.set()
+            if group is None:
+                break
+            for reply, token in group:
+                yield reply
+                if token:
+                    session.undelivered.pop(token, None)
     finally:
-        for task in (reader, writer):
-            task.cancel()
-        session.release_undelivered()
-        rt.sessions.discard(session)  # last: shutdown waits for the sessions, then for their releases
-        for task in (reader, writer):
-            with contextlib.suppress(BaseException):
-                await task
+        session.close(tasks)
+    worker_failure = tasks[1].exception() if tasks[1].done() and not tasks[1].cancelled() else None
     if rt.closing:
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     if session.read_error is not None:
-        log.info("ProcessJobs: unreadable request (%s); the stream is ended", type(session.read_error).__name__)
+        log.info("ProcessJobs: unreadable request (%s); the stream is ended",
+                 type(session.read_error).__name__)
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Malformed request message")
+    if worker_failure is not None:
+        log.error("ProcessJobs failed", exc_info=worker_failure)
+        await context.abort(grpc.StatusCode.INTERNAL, "Internal server error")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 
 LEADER_LOCK = 7_240_002
 LEADER_RETRY_SECS = 2.0
+RETENTION_BATCH = 10_000
+RETENTION_BUDGET_SECS = 60.0
 
 
 class Maintenance:
@@ -154,8 +157,8 @@ class Maintenance:
         if not workers:
             return 0
         async with self.core.db.maintenance(transaction=False) as conn:  # one statement: its own transaction
-            rows = await conn.fetch(Q.recover_expired_leases, "Worker offline", [w for _, w in workers], False,
-                                    [org for org, _ in workers])
+            rows = await conn.fetch(Q.recover_expired_leases, "Worker offline", [w for _, w in workers],
+                                    False, [org for org, _ in workers])
         self._after_requeue(rows, "Worker offline")
         await self._settle_workflows(rows)
         return len(rows)
@@ -199,9 +202,18 @@ class Maintenance:
         plans = [self.core.plans.limits(t) for t in TIERS]
         tiers = [p.tier for p in plans]
         deleted = 0
+        # Batches in their own transactions until the backlog is gone (or the time budget is spent): one
+        # batch per sweep would fall behind any queue that finishes more than a batch per sweep interval.
+        deadline = time.monotonic() + RETENTION_BUDGET_SECS
+        while True:
+            async with self.core.db.maintenance(transaction=False) as conn:
+                status = await conn.execute(Q.delete_finished_jobs, tiers,
+                                            [p.job_retention_days for p in plans], RETENTION_BATCH)
+            batch = int(status.split()[-1])
+            deleted += batch
+            if batch < RETENTION_BATCH or time.monotonic() > deadline:
+                break
         async with self.core.db.maintenance() as conn:
-            status = await conn.execute(Q.delete_finished_jobs, tiers, [p.job_retention_days for p in plans], 10000)
-            deleted += int(status.split()[-1])
             deleted += int(await conn.fetchval(Q.delete_old_history, tiers,
                                                [p.history_retention_days for p in plans]) or 0)
         return deleted

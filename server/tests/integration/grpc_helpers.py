@@ -108,9 +108,9 @@ async def count_status(conn: asyncpg.Connection, queue: str, status: str) -> int
     return int(await conn.fetchval("SELECT count(*) FROM jobs WHERE queue_name = $1 AND status = $2", queue, status))
 
 
-async def eventually(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+async def eventually(predicate: Any, within: float = 10.0, interval: float = 0.05) -> Any:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         value = await predicate()
         if value:

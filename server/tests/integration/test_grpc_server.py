@@ -157,7 +157,7 @@ async def test_garbage_on_a_stream_ends_it_and_leaks_no_jobs(
     async def released() -> bool:
         return await count_status(owner_db, queue, "pending") == 10
 
-    await eventually(released, timeout=5)
+    await eventually(released, within=5)
     async with channel(server) as ch:
         await assert_serving(Client(ch, tenant.api_key))
 

@@ -1,4 +1,4 @@
-"""The worker streams over real gRPC: ProcessJobs (bidirectional) and StreamJobs (server push), grpc.md §3–§5."""
+"""The worker streams over real gRPC: ProcessJobs (bidirectional) and StreamJobs (server push), grpc.md sections 3-5."""
 
 from __future__ import annotations
 
@@ -260,7 +260,7 @@ async def test_stream_broken_mid_batch_releases_the_jobs_at_once(
     async def released() -> bool:
         return await count_status(owner_db, queue, "pending") == 20
 
-    await eventually(released, timeout=5)
+    await eventually(released, within=5)
     assert time.monotonic() - started < 5  # not the 300 s lease
     rows = await owner_db.fetch("SELECT retry_count, assigned_worker_id, lease_id FROM jobs WHERE queue_name = $1",
                                 queue)
@@ -286,7 +286,7 @@ async def test_a_flooding_client_that_never_reads_leaks_nothing(
     async def all_back() -> bool:
         return await count_status(owner_db, queue, "pending") == 30
 
-    await eventually(all_back, timeout=5)
+    await eventually(all_back, within=5)
     assert await count_status(owner_db, queue, "processing") == 0
 
 
@@ -368,7 +368,7 @@ async def test_stream_jobs_holds_at_most_one_unwritten_job_and_releases_it(
     async def released() -> bool:
         return await count_status(owner_db, queue, "pending") == 5
 
-    await eventually(released, timeout=5)
+    await eventually(released, within=5)
 
 
 async def test_stream_jobs_ends_when_the_key_is_revoked(client: Client, tenant: Tenant) -> None:

@@ -1,4 +1,4 @@
-"""gRPC QueueService unary RPCs over real gRPC on loopback (grpc.md §1–§3, §6)."""
+"""gRPC QueueService unary RPCs over real gRPC on loopback (grpc.md sections 1-3 and 6)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import pytest
 
 from ..conftest import wait_until
-from ..support import Tenant
+from ..support import Tenant, TestDatabase, create_tenant, running_server
 from .jobs_support import (
     API,
     assert_error,
@@ -229,6 +230,26 @@ def test_completion_webhook_must_be_an_http_url(tenant: Tenant) -> None:
             assert body["details"][0]["field"] == "completion_webhook"
         job = get_job(c, enqueue(c, q, completion_webhook="https://hooks.example.com/done?x=1"))
         assert job["completion_webhook"] == "https://hooks.example.com/done?x=1"
+
+
+@pytest.mark.slow
+def test_completion_webhook_follows_the_outgoing_url_rules_in_production(database: TestDatabase) -> None:
+    with running_server(database.url, SPOOLED_ENV="production", JWT_SECRET="j" * 48) as prod:
+        org = create_tenant(prod)
+        q = new_queue()
+        with org.client() as c:
+            for bad in (
+                "http://93.184.215.14/hook",
+                "https://127.0.0.1/hook",
+                "https://10.1.2.3/x",
+                "https://169.254.169.254/latest/meta-data",
+                "https://[::1]/x",
+            ):
+                r = c.post(f"{API}/jobs", json={"queue_name": q, "payload": {}, "completion_webhook": bad})
+                body = assert_error(r, 400, "VALIDATION_ERROR")
+                assert body["details"][0]["field"] == "completion_webhook", bad
+            job = get_job(c, enqueue(c, q, completion_webhook="https://93.184.215.14/hook"))
+            assert job["completion_webhook"] == "https://93.184.215.14/hook"
 
 
 def test_parent_must_be_in_the_same_org_and_queue(tenant: Tenant, other_tenant: Tenant) -> None:

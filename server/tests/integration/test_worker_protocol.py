@@ -447,16 +447,34 @@ async def test_backoff_schedule_with_defaults(tenant: Tenant, owner_db: asyncpg.
 
 async def test_backoff_uses_the_queue_config(tenant: Tenant, owner_db: asyncpg.Connection) -> None:
     q = new_queue()
-    await owner_db.execute(
-        "INSERT INTO queue_configs (id, organization_id, queue_name, retry_backoff_base_secs,"
-        " retry_backoff_max_secs) VALUES ($1, $2, $3, 10, 45)",
-        uuid.uuid4(),
-        uuid.UUID(tenant.org_id),
-        q,
-    )
     assert [backoff_delay_secs(n, 10, 45) for n in range(4)] == [10, 20, 40, 45]
     with tenant.client() as c:
+        r = c.put(
+            f"{API}/queues/{q}/config", json={"retry_backoff_base_secs": 10, "retry_backoff_max_secs": 45}
+        )
+        assert r.status_code == 200, r.text
         await _run_backoff_schedule(c, owner_db, q, 4, 10, 45)
+        # A config change applies to the next failure of jobs already waiting.
+        r = c.put(
+            f"{API}/queues/{q}/config", json={"retry_backoff_base_secs": 300, "retry_backoff_max_secs": 600}
+        )
+        assert r.status_code == 200, r.text
+        job_id = enqueue(c, q)
+        job = claim_one(c, q)
+        _, delay = _fail_and_measure(c, job_id, "w1", job["lease_id"])
+        assert abs(delay - 300) < 5
+
+
+async def test_a_paused_queue_claims_nothing(tenant: Tenant) -> None:
+    q = new_queue()
+    with tenant.client() as c:
+        job_id = enqueue(c, q)
+        r = c.post(f"{API}/queues/{q}/pause", json={"reason": "maintenance"})
+        assert r.status_code == 200, r.text
+        assert claim(c, q, limit=10) == []
+        assert get_job(c, job_id)["status"] == "pending"
+        assert c.post(f"{API}/queues/{q}/resume").status_code == 200
+        assert claim_one(c, q)["id"] == job_id
 
 
 async def test_backoff_cap_holds_for_huge_retry_counts(tenant: Tenant, owner_db: asyncpg.Connection) -> None:
@@ -637,7 +655,7 @@ async def test_long_poll_claimers_share_a_burst(tenant: Tenant, limit: int) -> N
             asyncio.create_task(
                 c.post(
                     f"{API}/jobs/claim",
-                    json={"queue_name": q, "worker_id": f"w{i}", "limit": limit, "wait_secs": 10},
+                    json={"queue_name": q, "worker_id": f"w{i}", "limit": limit, "wait_secs": 3},
                 )
             )
             for i in range(4)

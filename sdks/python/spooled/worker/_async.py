@@ -10,7 +10,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from ..errors import NetworkError, NonRetryableError, NotFoundError, RateLimitError, SpooledError
 from ._common import (
@@ -27,6 +27,8 @@ from ._common import (
     registration_fields,
     renewal_refused,
 )
+
+L = TypeVar("L", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     from .._client import AsyncSpooledClient
@@ -337,6 +339,7 @@ class AsyncSpooledWorker:
         self._force = False
         self._stop_reason = ""
         self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def worker_id(self) -> str:
@@ -350,8 +353,14 @@ class AsyncSpooledWorker:
         self._handler = handler
         return handler
 
-    def on(self, event: str, listener: Callable[..., Any] | None = None) -> Any:
-        return self.events.on(event, listener)
+    @overload
+    def on(self, event: str, listener: L) -> L: ...
+    @overload
+    def on(self, event: str, listener: None = None) -> Callable[[L], L]: ...
+
+    def on(self, event: str, listener: L | None = None) -> L | Callable[[L], L]:
+        result: L | Callable[[L], L] = self.events.on(event, listener)
+        return result
 
     async def _emit(self, event: str, *args: Any) -> None:
         for listener, call_args in self.events.calls(event, args):
@@ -369,6 +378,7 @@ class AsyncSpooledWorker:
         if self._started:
             raise RuntimeError("worker already started")
         self._started = True
+        self._loop = asyncio.get_running_loop()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -402,6 +412,15 @@ class AsyncSpooledWorker:
             await self._stopped.wait()
 
     def _request_stop(self, reason: str) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is not loop:  # e.g. a plain-function handler calling stop() from its thread
+                loop.call_soon_threadsafe(self._request_stop, reason)
+                return
         if self._stopping is not None and not self._stopping.is_set():
             self._stop_reason = reason
             self._stopping.set()

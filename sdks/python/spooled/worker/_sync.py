@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from ..errors import NetworkError, NonRetryableError, NotFoundError, RateLimitError, SpooledError
 from ._common import (
@@ -27,6 +27,8 @@ from ._common import (
     registration_fields,
     renewal_refused,
 )
+
+L = TypeVar("L", bound=Callable[..., Any])
 
 if TYPE_CHECKING:
     from .._client import SpooledClient
@@ -288,6 +290,30 @@ class _GrpcBackend:
                 self.stream = None
 
 
+class _DaemonPool:
+    """A fixed set of daemon threads. Unlike ThreadPoolExecutor's, they never keep the interpreter alive:
+    a handler that ignores cancellation cannot stop a worker process from exiting after shutdown."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True) for i in range(size)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _loop(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            task()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._tasks.put(lambda: fn(*args))
+
+    def shutdown(self) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
+
+
 @dataclass
 class _Running:
     job: ClaimedJob
@@ -347,7 +373,8 @@ class SpooledWorker:
         self._stopping = threading.Event()
         self._stopped = threading.Event()
         self._force = False
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _DaemonPool | None = None
+        self._own_thread = threading.local()
         self._thread: threading.Thread | None = None
         self._stop_reason = ""
 
@@ -369,9 +396,15 @@ class SpooledWorker:
         self._handler = handler
         return handler
 
-    def on(self, event: str, listener: Callable[..., Any] | None = None) -> Any:
+    @overload
+    def on(self, event: str, listener: L) -> L: ...
+    @overload
+    def on(self, event: str, listener: None = None) -> Callable[[L], L]: ...
+
+    def on(self, event: str, listener: L | None = None) -> L | Callable[[L], L]:
         """Listen to a lifecycle event (see ``spooled.worker.EVENTS``); usable as a decorator."""
-        return self.events.on(event, listener)
+        result: L | Callable[[L], L] = self.events.on(event, listener)
+        return result
 
     def _emit(self, event: str, *args: Any) -> None:
         for listener, call_args in self.events.calls(event, args):
@@ -408,7 +441,8 @@ class SpooledWorker:
         """Graceful stop: stop claiming, let running handlers finish (``shutdown_timeout``), release the
         rest, deregister. Safe from any thread and from signal handlers (``wait=False``)."""
         self._request_stop("stop() called")
-        if wait and self._thread is not None and threading.current_thread() is not self._thread:
+        # From the worker's own threads (a handler or an event listener) waiting would deadlock.
+        if wait and self._thread is not None and not getattr(self._own_thread, "active", False):
             self._stopped.wait(timeout)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -448,7 +482,8 @@ class SpooledWorker:
     _failure: BaseException | None = None
 
     def _main(self) -> None:
-        self._pool = ThreadPoolExecutor(self.options.concurrency, thread_name_prefix="spooled-job")
+        self._own_thread.active = True
+        self._pool = _DaemonPool(self.options.concurrency, "spooled-job")
         keeper = threading.Thread(target=self._keep_leases, name="spooled-heartbeat", daemon=True)
         try:
             self._backend.open()
@@ -510,6 +545,7 @@ class SpooledWorker:
         self._pool.submit(self._execute, running)
 
     def _execute(self, running: _Running) -> None:
+        self._own_thread.active = True
         job, ctx = running.job, running.ctx
         assert self._handler is not None
         self._emit("job:started", job)
@@ -556,6 +592,7 @@ class SpooledWorker:
 
     def _keep_leases(self) -> None:
         """Renews leases of running jobs; sends worker heartbeats (which may ask the worker to drain)."""
+        self._own_thread.active = True
         next_worker_beat = time.monotonic() + self.options.worker_heartbeat_interval
         tick = min(1.0, self.options.heartbeat_interval / 4)
         while not self._stopped.wait(tick):
@@ -611,4 +648,4 @@ class SpooledWorker:
         finally:
             self._backend.close()
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool.shutdown()

@@ -23,10 +23,11 @@ from spooled import (
     SpooledClient,
     SpooledWorker,
 )
+from spooled.worker._common import Transport
 
 from ..conftest import wait_until
 
-TRANSPORTS = ["rest", "grpc"]
+TRANSPORTS: list[Transport] = ["rest", "grpc"]
 
 
 def run_in_background(worker: SpooledWorker) -> None:
@@ -38,7 +39,7 @@ def status(client: SpooledClient, job_id: str) -> str:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_concurrency_is_really_parallel(client: SpooledClient, transport: str) -> None:
+def test_concurrency_is_really_parallel(client: SpooledClient, transport: Transport) -> None:
     ids = [client.jobs.create(queue_name="par", payload={"n": n}).id for n in range(4)]
     barrier = threading.Barrier(4, timeout=20)  # breaks unless four handlers run at the same time
     worker = SpooledWorker(client, "par", concurrency=4, transport=transport, install_signal_handlers=False)
@@ -56,11 +57,11 @@ def test_concurrency_is_really_parallel(client: SpooledClient, transport: str) -
     finally:
         worker.stop()
     assert sorted(completed) == sorted(ids)
-    assert {client.jobs.get(i).result["n"] for i in ids} == {0, 1, 2, 3}  # type: ignore[index]
+    assert {client.jobs.get(i).result["n"] for i in ids} == {0, 1, 2, 3}
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_result_progress_and_context(client: SpooledClient, transport: str) -> None:
+def test_result_progress_and_context(client: SpooledClient, transport: Transport) -> None:
     job_id = client.jobs.create(queue_name="ctx", payload={"to": "a@example.com"}, max_retries=4).id
     seen: dict[str, Any] = {}
     worker = SpooledWorker(client, queue_name="ctx", transport=transport, install_signal_handlers=False)
@@ -113,7 +114,7 @@ def test_result_progress_and_context(client: SpooledClient, transport: str) -> N
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_exception_fails_the_job_with_a_retry(client: SpooledClient, transport: str) -> None:
+def test_exception_fails_the_job_with_a_retry(client: SpooledClient, transport: Transport) -> None:
     job_id = client.jobs.create(queue_name="boom", payload={}, max_retries=3).id
     worker = SpooledWorker(client, "boom", transport=transport, install_signal_handlers=False)
     failures: list[tuple[str, Any]] = []
@@ -134,7 +135,7 @@ def test_exception_fails_the_job_with_a_retry(client: SpooledClient, transport: 
 
 
 @pytest.mark.parametrize(("transport", "expected"), [("rest", "pending"), ("grpc", "deadletter")])
-def test_non_retryable_error(client: SpooledClient, transport: str, expected: str) -> None:
+def test_non_retryable_error(client: SpooledClient, transport: Transport, expected: str) -> None:
     job_id = client.jobs.create(queue_name="fatal", payload={}, max_retries=5).id
     worker = SpooledWorker(client, "fatal", transport=transport, install_signal_handlers=False)
 
@@ -153,7 +154,7 @@ def test_non_retryable_error(client: SpooledClient, transport: str, expected: st
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_leases_are_renewed_for_long_jobs(client: SpooledClient, transport: str) -> None:
+def test_leases_are_renewed_for_long_jobs(client: SpooledClient, transport: Transport) -> None:
     job_id = client.jobs.create(queue_name="long", payload={}).id
     worker = SpooledWorker(
         client, "long", transport=transport, lease_duration_secs=5, install_signal_handlers=False
@@ -177,7 +178,7 @@ def test_leases_are_renewed_for_long_jobs(client: SpooledClient, transport: str)
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_lost_lease_cancels_the_handler_and_never_completes_twice(
-    client: SpooledClient, owner_db: asyncpg.Connection, transport: str
+    client: SpooledClient, owner_db: asyncpg.Connection, transport: Transport
 ) -> None:
     job_id = client.jobs.create(queue_name="fenced", payload={}, max_retries=3).id
     worker = SpooledWorker(
@@ -218,7 +219,7 @@ async def test_lost_lease_cancels_the_handler_and_never_completes_twice(
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_async_worker_parallel_and_complete(aclient: AsyncSpooledClient, transport: str) -> None:
+async def test_async_worker_parallel_and_complete(aclient: AsyncSpooledClient, transport: Transport) -> None:
     ids = [(await aclient.jobs.create(queue_name="apar", payload={"n": n})).id for n in range(5)]
     barrier = asyncio.Barrier(5)
     worker = AsyncSpooledWorker(
@@ -243,7 +244,9 @@ async def test_async_worker_parallel_and_complete(aclient: AsyncSpooledClient, t
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-async def test_async_worker_sync_handler_and_failure(aclient: AsyncSpooledClient, transport: str) -> None:
+async def test_async_worker_sync_handler_and_failure(
+    aclient: AsyncSpooledClient, transport: Transport
+) -> None:
     job_id = (await aclient.jobs.create(queue_name="async-fail", payload={}, max_retries=1)).id
     worker = AsyncSpooledWorker(aclient, "async-fail", transport=transport, install_signal_handlers=False)
     failed = asyncio.Event()
@@ -264,7 +267,7 @@ async def test_async_worker_sync_handler_and_failure(aclient: AsyncSpooledClient
 # --- separate processes: signals ---------------------------------------------------------------------------
 
 
-def spawn_worker(tenant: Any, transport: str, queue: str, mode: str) -> subprocess.Popen[str]:
+def spawn_worker(tenant: Any, transport: Transport, queue: str, mode: str) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "SPOOLED_API_KEY": tenant.api_key,
@@ -309,7 +312,7 @@ def reap(proc: subprocess.Popen[str]) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_sigterm_mid_job_finishes_it(client: SpooledClient, tenant: Any, transport: str) -> None:
+def test_sigterm_mid_job_finishes_it(client: SpooledClient, tenant: Any, transport: Transport) -> None:
     job_id = client.jobs.create(queue_name="term", payload={}).id
     proc = spawn_worker(tenant, transport, "term", "finish")
     try:
@@ -324,7 +327,9 @@ def test_sigterm_mid_job_finishes_it(client: SpooledClient, tenant: Any, transpo
 
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_sigterm_with_a_stuck_job_releases_it(client: SpooledClient, tenant: Any, transport: str) -> None:
+def test_sigterm_with_a_stuck_job_releases_it(
+    client: SpooledClient, tenant: Any, transport: Transport
+) -> None:
     job_id = client.jobs.create(queue_name="stuck", payload={}).id
     proc = spawn_worker(tenant, transport, "stuck", "stuck")
     try:
@@ -340,7 +345,7 @@ def test_sigterm_with_a_stuck_job_releases_it(client: SpooledClient, tenant: Any
 
 @pytest.mark.slow
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_sigkill_loses_nothing(client: SpooledClient, tenant: Any, transport: str) -> None:
+def test_sigkill_loses_nothing(client: SpooledClient, tenant: Any, transport: Transport) -> None:
     job_id = client.jobs.create(queue_name="killed", payload={}, max_retries=3).id
     proc = spawn_worker(tenant, transport, "killed", "stuck")
     try:

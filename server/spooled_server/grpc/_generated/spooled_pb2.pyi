@@ -1,4 +1,4 @@
-# Generated from proto/spooled/v1/spooled.proto by server/scripts/generate_grpc.py -- do not edit.
+# Generated from proto/spooled/v1/spooled.proto by server/scripts/generate_grpc.py: do not edit.
 import datetime
 
 from google.protobuf import struct_pb2 as _struct_pb2
