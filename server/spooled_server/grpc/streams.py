@@ -85,6 +85,7 @@ async def stream_jobs(rt: Runtime, request: pb.StreamJobsRequest, context: grpc.
     waiter: asyncio.Task[bool] | None = None
     unwritten: list[uuid.UUID] = []  # at most one job: claimed, not yet accepted by the transport
     failure: BaseException | None = None
+    broken = False
     try:
         while not rt.closing:
             try:
@@ -111,7 +112,13 @@ async def stream_jobs(rt: Runtime, request: pb.StreamJobsRequest, context: grpc.
                 # Flow control: the next claim waits until the transport has taken this job. A write is never
                 # abandoned while the call lives (gRPC cannot end a call with a send in flight); a client that
                 # stopped reading is cut off by the server's stop, and its job released then.
-                await context.write(convert.ClaimedJobs(principal.org_id, worker, lease).job(rows[0]))
+                try:
+                    await context.write(convert.ClaimedJobs(principal.org_id, worker, lease).job(rows[0]))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the call is gone (cancelled, reset): its job goes back below
+                    broken = True
+                    break
                 unwritten = []
                 continue
             await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -122,6 +129,8 @@ async def stream_jobs(rt: Runtime, request: pb.StreamJobsRequest, context: grpc.
             waiter.cancel()
         rt.release_later(principal.org_id, worker, unwritten)
         rt.close_session(handle)  # last: shutdown waits for the sessions, then for their releases
+    if broken:
+        return
     if failure is not None:
         await _end(context, failure, rt)
     await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)

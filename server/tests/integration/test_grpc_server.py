@@ -165,6 +165,7 @@ async def test_garbage_on_a_stream_ends_it_and_leaks_no_jobs(
 # --- shutdown ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a server of its own
 async def test_shutdown_ends_streams_with_unavailable_and_releases_undelivered_jobs(
     database: TestDatabase, owner_db: asyncpg.Connection
 ) -> None:
@@ -207,6 +208,7 @@ async def test_shutdown_ends_streams_with_unavailable_and_releases_undelivered_j
 # --- TLS --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a server of its own
 async def test_tls(database: TestDatabase, tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",

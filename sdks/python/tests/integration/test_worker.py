@@ -264,6 +264,22 @@ async def test_async_worker_sync_handler_and_failure(
     assert job.retry_count == 1 and job.last_error == "RuntimeError: nope"
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_stop_from_inside_a_handler_does_not_deadlock(client: SpooledClient, transport: Transport) -> None:
+    job_id = client.jobs.create(queue_name="self-stop", payload={}).id
+    worker = SpooledWorker(client, "self-stop", transport=transport, install_signal_handlers=False)
+
+    @worker.process
+    def handle(ctx: JobContext) -> dict[str, bool]:
+        worker.stop()  # waits only when called from outside the worker's threads
+        return {"stopped_myself": True}
+
+    started = time.monotonic()
+    worker.start()  # blocks until the worker has stopped
+    assert time.monotonic() - started < 20  # well under the 30 s shutdown timeout
+    assert client.jobs.get(job_id).result == {"stopped_myself": True}
+
+
 # --- separate processes: signals ---------------------------------------------------------------------------
 
 
