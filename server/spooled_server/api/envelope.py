@@ -79,7 +79,7 @@ class RequestEnvelope:
         scope_token = REQUEST_SCOPE.set(scope)
         streaming = path.startswith(STREAMING_PREFIXES)
         try:
-            if api and version and version.lstrip("-").isdigit() and version != "1":
+            if api and version and version.lstrip("-").isdigit() and int(version) != 1:
                 await self._reject(send_with_headers, 400, "BAD_REQUEST", "Unsupported X-API-Version")
                 return
             if streaming:

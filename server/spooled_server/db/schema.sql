@@ -1,6 +1,6 @@
 -- The schema that migrations/*.sql produce, as pg_dump --schema-only prints it (normalised).
 -- Generated; do not edit. tests/db/test_schema_snapshot.py proves it matches the migrations.
--- Regenerate: cd server && SPOOLED_UPDATE_SCHEMA_SNAPSHOT=1 .venv/bin/pytest tests/db/test_schema_snapshot.py (then commit spooled_server/db/schema.sql)
+-- Regenerate: cd server && SPOOLED_UPDATE_SCHEMA_SNAPSHOT=1 ../.venv/bin/pytest tests/db/test_schema_snapshot.py (then commit spooled_server/db/schema.sql)
 
 CREATE FUNCTION public.spooled_active_schedule_queues(org uuid) RETURNS TABLE(schedule_queue text, first_at timestamp with time zone)
     LANGUAGE plpgsql STABLE

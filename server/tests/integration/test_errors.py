@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -114,7 +115,7 @@ def test_wrong_types_are_422_invalid_type(tenant: Tenant) -> None:
 
 def test_out_of_range_values_are_400(tenant: Tenant) -> None:
     with tenant.client() as c:
-        cases = [
+        cases: list[tuple[dict[str, Any], str]] = [
             ({"priority": 101}, "priority"),
             ({"priority": -101}, "priority"),
             ({"max_retries": -1}, "max_retries"),
@@ -242,7 +243,7 @@ def test_the_server_survives_hostile_input(tenant: Tenant) -> None:
     q = new_queue()
     json_type = {"Content-Type": "application/json"}
     with tenant.client() as c:
-        fine = [
+        fine: list[dict[str, Any]] = [
             {"queue_name": q, "payload": "\U0001f600 \u202e"},
             {"queue_name": q, "payload": {"a": [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}},
             {"queue_name": q, "payload": 1e308},

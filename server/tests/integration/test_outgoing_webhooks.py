@@ -626,16 +626,28 @@ def test_production_rejects_private_targets_and_rechecks_at_send_time(database: 
                 assert r.json()["message"].startswith("url:")
             assert add_webhook(c, "https://93.184.215.14/hook", ["workflow.failed"])["enabled"] is True
 
-            # Completion callbacks are not checked at enqueue; the policy refuses them when they are sent:
-            # plain http, and an https URL whose host is loopback (checked at connect time).
+            # Completion callbacks follow the same rules at enqueue: plain http and loopback hosts are refused.
             https_loopback = f"https://127.0.0.1:{receiver.port}/cb"
             for callback in [receiver.url("/cb"), https_loopback]:
-                job_id = enqueue(c, completion_webhook=callback)
-                job = claim(c)
-                r = c.post(
-                    f"/api/v1/jobs/{job_id}/complete", json={"worker_id": "w1", "lease_id": job["lease_id"]}
-                )
-                assert r.status_code == 200, r.text
+                r = c.post("/api/v1/jobs", json={"queue_name": "work", "payload": {}, "completion_webhook": callback})
+                assert r.status_code == 400, r.text
+                assert r.json()["message"].startswith("completion_webhook:")
+
+            # The address is checked again at send time: a callback row whose target is (now) not allowed, as
+            # after a DNS change, fails without reaching the receiver.
+            async def plant_callbacks() -> None:
+                conn = await asyncpg.connect(asyncpg_dsn(url))
+                try:
+                    for target in [receiver.url("/cb"), https_loopback]:
+                        await conn.execute(
+                            "INSERT INTO webhook_deliveries (id, organization_id, webhook_id, url, event, payload)"
+                            " VALUES (gen_random_uuid(), $1, NULL, $2, 'job.completed', '{}'::jsonb)",
+                            uuid.UUID(org.org_id), target,
+                        )
+                finally:
+                    await conn.close()
+
+            asyncio.run(plant_callbacks())
 
             async def callback_errors() -> dict[str, str]:
                 conn = await asyncpg.connect(asyncpg_dsn(url))
