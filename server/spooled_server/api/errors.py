@@ -86,6 +86,11 @@ def handle_database_error(request: Request[Any, Any, Any], exc: Exception) -> Re
 
 
 def handle_internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        # Input PostgreSQL cannot store (a NUL character, a number out of range): the caller's fault.
+        return error_response(400, "VALIDATION_ERROR", "body: contains a value that cannot be stored",
+                              [{"field": "body", "message": "contains a value that cannot be stored",
+                                "code": "invalid"}])
     if isinstance(exc, (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
         return handle_database_error(request, exc)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
