@@ -46,13 +46,14 @@ def tests(session: nox.Session) -> None:
     """Every test: contracts, server (unit, integration, e2e browser), SDKs, examples."""
     system_packages(session)
     install_project(session)
-    paths = [str(ROOT / "server" / "tests")]
-    if (ROOT / "sdks" / "python" / "tests").exists():
-        paths.append(str(ROOT / "sdks" / "python" / "tests"))
-    if (ROOT / "examples" / "tests").exists():
-        paths.append(str(ROOT / "examples" / "tests"))
-    session.run("pytest", "-p", "no:cacheprovider", *paths, *session.posargs,
-                env={"PYTHONDONTWRITEBYTECODE": "1"})
+    env = {"PYTHONDONTWRITEBYTECODE": "1"}
+    # Each package is its own pytest run from its own folder: each has its own `tests` package and settings.
+    with session.chdir(ROOT / "server"):
+        session.run("pytest", "-p", "no:cacheprovider", *session.posargs, env=env)
+    sdk = ROOT / "sdks" / "python"
+    if (sdk / "tests").exists():
+        with session.chdir(sdk):
+            session.run("pytest", "-p", "no:cacheprovider", *session.posargs, env=env)
 
 
 @nox.session(python=PYTHON)
