@@ -26,12 +26,15 @@ class ClaimJobsRequest:
         worker_id (str): Free-form; need not be registered.
         limit (int | Unset):  Default: 1.
         lease_duration_secs (int | Unset):  Default: 30.
+        wait_secs (float | Unset): Long poll. When nothing is eligible, wait up to this many seconds for a job to
+            arrive.
     """
 
     queue_name: str
     worker_id: str
     limit: int | Unset = 1
     lease_duration_secs: int | Unset = 30
+    wait_secs: float | Unset = UNSET
     additional_properties: dict[str, Any] = _attrs_field(init=False, factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -42,6 +45,8 @@ class ClaimJobsRequest:
         limit = self.limit
 
         lease_duration_secs = self.lease_duration_secs
+
+        wait_secs = self.wait_secs
 
         field_dict: dict[str, Any] = {}
         field_dict.update(self.additional_properties)
@@ -55,6 +60,8 @@ class ClaimJobsRequest:
             field_dict["limit"] = limit
         if lease_duration_secs is not UNSET:
             field_dict["lease_duration_secs"] = lease_duration_secs
+        if wait_secs is not UNSET:
+            field_dict["wait_secs"] = wait_secs
 
         return field_dict
 
@@ -69,11 +76,14 @@ class ClaimJobsRequest:
 
         lease_duration_secs = d.pop("lease_duration_secs", UNSET)
 
+        wait_secs = d.pop("wait_secs", UNSET)
+
         claim_jobs_request = cls(
             queue_name=queue_name,
             worker_id=worker_id,
             limit=limit,
             lease_duration_secs=lease_duration_secs,
+            wait_secs=wait_secs,
         )
 
         claim_jobs_request.additional_properties = d
