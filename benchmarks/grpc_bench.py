@@ -4,7 +4,8 @@ start latency with a worker waiting on StreamJobs.
 - ``spooled.grpc.process_jobs``: 50,000 jobs are bulk-enqueued (REST bulk, 100 per request) into an idle
   queue; then ONE Python worker process (``python -m benchmarks.grpc_bench worker``) opens ONE ProcessJobs
   stream and drains it with a no-op handler: dequeue with ``batch_size=100, batch_response=true`` (two
-  dequeues kept in flight), one ``complete`` per job with its lease. The time runs from the worker's first
+  dequeues kept in flight); each batch's completions go back, fenced by their leases, in one
+  ``settle_batch`` message (the stream's batched-settlement extension). The time runs from the worker's first
   request to the reply of its last completion. Server, PostgreSQL and worker share the machine.
 - ``baseline.sql.claim_complete_n100_1conn``: the same 50,000 jobs drained by raw asyncpg over one
   connection, claim 100 (SKIP LOCKED) + one fenced UPDATE completing them, measured in the same run on the
@@ -179,17 +180,22 @@ async def drain_worker(target: str, key: str, queue: str, expect: int) -> dict[s
                 elif not drained:
                     await call.write(dequeue)
                     dequeues_in_flight += 1
-                for job in jobs:
-                    # the no-op handler
-                    await call.write(pb.ProcessRequest(complete=pb.CompleteRequest(
-                        job_id=job.id, worker_id=worker, lease_id=job.lease_id)))
-                outstanding += len(jobs)
-            elif which == "complete":
-                completed += 1
-                outstanding -= 1
+                if jobs:
+                    # the no-op handler; the batch's completions go back in one settle_batch message
+                    await call.write(pb.ProcessRequest(settle_batch=pb.SettleBatchRequest(settlements=[
+                        pb.Settlement(complete=pb.CompleteRequest(
+                            job_id=job.id, worker_id=worker, lease_id=job.lease_id))
+                        for job in jobs])))
+                    outstanding += len(jobs)
+            elif which == "settle_batch":
+                for result in reply.settle_batch.results:
+                    if result.WhichOneof("result") == "complete":
+                        completed += 1
+                    else:
+                        errors += 1
+                    outstanding -= 1
             else:
-                errors += 1
-                outstanding -= 1
+                raise RuntimeError(f"unexpected reply: {reply}")
             if drained and outstanding == 0 and dequeues_in_flight == 0:
                 break
         elapsed = time.perf_counter() - started
@@ -222,7 +228,7 @@ async def process_jobs(ctx: Context) -> list[Measurement]:
         raise RuntimeError(f"drain incomplete: {result}, {done} completed in the database")
     rate = count / result["elapsed"]
     note = (f"1 worker process, 1 ProcessJobs stream, {count} jobs, dequeue batch {BATCH} "
-            f"x{PREFETCH} in flight, 1 complete per job, {result['elapsed']:.2f} s")
+            f"x{PREFETCH} in flight, 1 settle_batch per batch, {result['elapsed']:.2f} s")
     return [Measurement("spooled.grpc.process_jobs", round(rate), "jobs/s", note)]
 
 

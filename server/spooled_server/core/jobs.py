@@ -694,23 +694,26 @@ SETTLE_RETRIES = 3
 
 async def _settle_batch(core: Core, principal: Principal, items: list[Settlement], statement: str,
                         args: Any) -> tuple[dict[uuid.UUID, asyncpg.Record], dict[int, Exception]]:
-    """Run one batched settlement statement; then classify, in the same transaction, every item it missed."""
+    """Run one batched settlement statement (a hot function: one round trip); then classify every item it
+    missed. A miss was not changed by the statement, so reading its state afterwards tells why."""
+    rows: list[asyncpg.Record] = []
     for attempt in range(SETTLE_RETRIES):
         try:
-            async with core.db.tenant(principal.org_id) as conn:
-                rows = await conn.fetch(statement, principal.org_id, *args) if args[0] else []
-                done = {r["id"]: r for r in rows}
-                misses: dict[int, Exception] = {}
-                for index, item in enumerate(items):
-                    if item.job_id not in done:
-                        misses[index] = await classify_lease_miss(conn, principal, item.job_id, item.worker_id,
-                                                                  item.lease_id)
-            return done, misses
+            rows = await core.db.hot(principal.org_id, statement, principal.org_id, *args) if args[0] else []
+            break
         except asyncpg.DeadlockDetectedError:
             # Row locks are taken in join order; a concurrent sweep may lock the same rows in another order.
             if attempt == SETTLE_RETRIES - 1:
                 raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    done = {r["id"]: r for r in rows}
+    misses: dict[int, Exception] = {}
+    if len(done) < len(items):
+        async with core.db.tenant(principal.org_id) as conn:
+            for index, item in enumerate(items):
+                if item.job_id not in done:
+                    misses[index] = await classify_lease_miss(conn, principal, item.job_id, item.worker_id,
+                                                              item.lease_id)
+    return done, misses
 
 
 async def complete_jobs(core: Core, principal: Principal, items: list[Settlement]) -> list[Exception | None]:
@@ -732,7 +735,7 @@ async def complete_jobs(core: Core, principal: Principal, items: list[Settlement
         return outcomes
     args = ([i.job_id for _, i, _ in batch], [i.worker_id for _, i, _ in batch], [lease for _, _, lease in batch],
             [i.result for _, i, _ in batch], _scope(principal))
-    done, misses = await _settle_batch(core, principal, [i for _, i, _ in batch], Q.complete_jobs_batch, args)
+    done, misses = await _settle_batch(core, principal, [i for _, i, _ in batch], "complete_jobs_batch", args)
     for position, miss in misses.items():
         outcomes[batch[position][0]] = miss
     for _, item, _ in batch:
@@ -755,7 +758,7 @@ async def fail_jobs(core: Core, principal: Principal, items: list[Settlement]) -
     args = ([i.job_id for i in items], [i.worker_id for i in items], leases, [i.error for i in items],
             [i.retry for i in items], s.retry_backoff_base_secs, s.retry_backoff_max_secs, s.retry_jitter,
             _scope(principal))
-    done, misses = await _settle_batch(core, principal, items, Q.fail_jobs_batch, args)
+    done, misses = await _settle_batch(core, principal, items, "fail_jobs_batch", args)
     outcomes: list[FailOutcome | Exception] = []
     for index, item in enumerate(items):
         row = done.get(item.job_id)

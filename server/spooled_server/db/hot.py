@@ -28,6 +28,8 @@ HOT_QUERIES: dict[str, str] = {
     "complete_job": "",
     "fail_job": "",
     "heartbeat_job": "",
+    "complete_jobs_batch": "",
+    "fail_jobs_batch": "",
 }
 _PARAM = re.compile(r"\$(\d+)")
 

@@ -4,8 +4,9 @@ ProcessJobs keeps three activities apart so that none waits for another needless
 - a reader takes requests off the wire as they arrive (bounded read-ahead, so a flooding client is slowed by
   HTTP/2 flow control rather than growing our memory);
 - a worker takes *everything that has arrived* as one group and works through it in order; completions
-  and failures are gathered and applied in one statement per kind (a batch keeps per-job fencing: each row
-  is guarded by its own worker and lease), flushed before any dequeue or renew so effects keep their order;
+  and failures (single or in a settle_batch) are gathered and applied in one statement per kind (a batch
+  keeps per-job fencing: each row is guarded by its own worker and lease), flushed before any renew so
+  effects keep their order; the group's claims run beside that statement on another connection;
 - the handler itself (an async generator) sends the replies, one per request and in request order, while
   the worker is already busy with the next group's database work.
 Jobs claimed for a reply that was never sent go back to pending as soon as the stream ends, whatever the
@@ -25,7 +26,7 @@ import grpc
 
 from ..core import jobs
 from ..core.auth import Principal
-from ..core.errors import RateLimited, SpooledError
+from ..core.errors import RateLimited, SpooledError, ValidationFailed
 from . import convert
 from . import runtime as r
 from ._generated import spooled_pb2 as pb
@@ -37,12 +38,14 @@ log = logging.getLogger("spooled_server.grpc")
 MAX_GROUP = 1000  # requests handled together
 MAX_READ_AHEAD = 2000  # requests buffered before the reader stops reading
 MAX_REPLY_GROUPS = 4  # groups of replies waiting to be sent before the worker waits
+MAX_SETTLE_BATCH = 1000  # settlements in one settle_batch message
 
 _NO_JOBS = pb.ProcessResponse(error=pb.ErrorResponse(code="NO_JOBS", message="No jobs available"))
 _INVALID_REQUEST = pb.ProcessResponse(
     error=pb.ErrorResponse(code="INVALID_REQUEST", message="No request member (dequeue, complete, fail, "
-                                                           "renew_lease) is set"))
+                                                           "renew_lease, settle_batch) is set"))
 _COMPLETED = pb.ProcessResponse(complete=pb.CompleteResponse(success=True))
+_COMPLETED_RESULT = pb.SettlementResult(complete=pb.CompleteResponse(success=True))
 
 
 async def _end(context: grpc.aio.ServicerContext, exc: BaseException, rt: Runtime) -> None:
@@ -237,26 +240,57 @@ class _Session:
             error = self._error(exc)
             return [error] * len(group)
         out: list[tuple[pb.ProcessResponse, int] | None] = [None] * len(group)
-        settle: list[tuple[int, str, jobs.Settlement]] = []
+        # Settlements waiting to be applied, keyed (request index, position in its settle_batch or -1).
+        settle: list[tuple[tuple[int, int], str, jobs.Settlement]] = []
         settle_ids: set[uuid.UUID] = set()
+        settled: dict[tuple[int, int], tuple[str, Any]] = {}  # key -> (kind, outcome or exception)
+        batches: dict[int, int] = {}  # request index -> number of settlements in its settle_batch
+        dequeues: list[tuple[int, pb.DequeueRequest]] = []
+
+        async def add(key: tuple[int, int], which: str, item: jobs.Settlement) -> None:
+            nonlocal settle, settle_ids
+            if item.job_id in settle_ids:  # the same job twice: keep the order of its effects
+                await self._flush(principal, settle, settled)
+                settle, settle_ids = [], set()
+            settle.append((key, which, item))
+            settle_ids.add(item.job_id)
+
         for index, request in enumerate(group):
             which = request.WhichOneof("request")
             try:
                 self.rt.limit_message(principal)
                 if which == "complete" or which == "fail":
                     item = self._settlement(request.complete if which == "complete" else request.fail, which)
-                    if item.job_id in settle_ids:  # the same job twice: keep the order of its effects
-                        await self._flush(principal, settle, out)
-                        settle, settle_ids = [], set()
-                    settle.append((index, which, item))
-                    settle_ids.add(item.job_id)
+                    await add((index, -1), which, item)
+                    continue
+                if which == "settle_batch":
+                    items = request.settle_batch.settlements
+                    if len(items) > MAX_SETTLE_BATCH:
+                        limit = f"must hold at most {MAX_SETTLE_BATCH} settlements"
+                        raise ValidationFailed("settle_batch.settlements", limit, rule="length")
+                    batches[index] = len(items)
+                    for sub, entry in enumerate(items):
+                        kind = entry.WhichOneof("settlement")
+                        try:
+                            if kind is None:
+                                raise ValidationFailed("settlement", "sets neither complete nor fail",
+                                                       rule="required")
+                            body = entry.complete if kind == "complete" else entry.fail
+                            item = self._settlement(body, kind)
+                        except SpooledError as exc:
+                            settled[(index, sub)] = ("error", exc)
+                            continue
+                        await add((index, sub), kind, item)
+                    continue
+                if which == "dequeue":
+                    # Claims run after the loop, beside the settlements' statement (another connection):
+                    # neither waits for the other. A claim never returns a job settled in the same group.
+                    dequeues.append((index, request.dequeue))
                     continue
                 if settle:
-                    await self._flush(principal, settle, out)
+                    await self._flush(principal, settle, settled)
                     settle, settle_ids = [], set()
-                if which == "dequeue":
-                    out[index] = await self._dequeue(principal, request.dequeue)
-                elif which == "renew_lease":
+                if which == "renew_lease":
                     out[index] = await self._renew(principal, request.renew_lease)
                 else:
                     out[index] = (_INVALID_REQUEST, 0)
@@ -264,9 +298,46 @@ class _Session:
                 raise
             except Exception as exc:
                 out[index] = self._error(exc)
-        if settle:
-            await self._flush(principal, settle, out)
+
+        async def claim_in_order() -> None:
+            for index, request in dequeues:
+                try:
+                    out[index] = await self._dequeue(principal, request)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    out[index] = self._error(exc)
+
+        if settle and dequeues:
+            await asyncio.gather(self._flush(principal, settle, settled), claim_in_order())
+        elif settle:
+            await self._flush(principal, settle, settled)
+        elif dequeues:
+            await claim_in_order()
+        for (index, sub), (kind, outcome) in settled.items():
+            if sub < 0:
+                out[index] = (self._settled_reply(kind, outcome), 0)
+        for index, count in batches.items():
+            results = [self._settled_result(*settled[(index, sub)]) for sub in range(count)]
+            out[index] = (pb.ProcessResponse(settle_batch=pb.SettleBatchResponse(results=results)), 0)
         return out  # type: ignore[return-value]
+
+    def _settled_reply(self, kind: str, outcome: Any) -> pb.ProcessResponse:
+        if isinstance(outcome, BaseException):
+            return self._error(outcome)[0]
+        if kind == "complete":
+            return _COMPLETED
+        return pb.ProcessResponse(fail=pb.FailResponse(
+            success=True, will_retry=outcome.will_retry, next_retry_delay_secs=outcome.delay_secs))
+
+    def _settled_result(self, kind: str, outcome: Any) -> pb.SettlementResult:
+        if isinstance(outcome, BaseException):
+            code, message = in_band(outcome, hard_payload_cap=self.rt.hard_payload_cap)
+            return pb.SettlementResult(error=pb.ErrorResponse(code=code, message=message))
+        if kind == "complete":
+            return _COMPLETED_RESULT
+        return pb.SettlementResult(fail=pb.FailResponse(
+            success=True, will_retry=outcome.will_retry, next_retry_delay_secs=outcome.delay_secs))
 
     @staticmethod
     def _settlement(request: Any, which: str) -> jobs.Settlement:
@@ -278,10 +349,10 @@ class _Session:
         retry = request.HasField("retry") and request.retry
         return jobs.Settlement(job_id, worker, lease, error=r.truncate_error(request.error), retry=retry)
 
-    async def _flush(self, principal: Principal, settle: list[tuple[int, str, jobs.Settlement]],
-                     out: list[tuple[pb.ProcessResponse, int] | None]) -> None:
+    async def _flush(self, principal: Principal, settle: list[tuple[tuple[int, int], str, jobs.Settlement]],
+                     settled: dict[tuple[int, int], tuple[str, Any]]) -> None:
         for kind in ("complete", "fail"):
-            part = [(index, item) for index, which, item in settle if which == kind]
+            part = [(key, item) for key, which, item in settle if which == kind]
             if not part:
                 continue
             items = [item for _, item in part]
@@ -294,19 +365,9 @@ class _Session:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                error = self._error(exc)
-                for index, _ in part:
-                    out[index] = error
-                continue
-            for (index, _), outcome in zip(part, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    out[index] = self._error(outcome)
-                elif kind == "complete":
-                    out[index] = (_COMPLETED, 0)
-                else:
-                    out[index] = (pb.ProcessResponse(fail=pb.FailResponse(
-                        success=True, will_retry=outcome.will_retry,
-                        next_retry_delay_secs=outcome.delay_secs)), 0)
+                outcomes = [exc] * len(part)
+            for (key, _), outcome in zip(part, outcomes, strict=True):
+                settled[key] = (kind, outcome)
 
     async def _dequeue(
         self, principal: Principal, request: pb.DequeueRequest

@@ -194,6 +194,71 @@ async def test_batched_settlements_keep_per_job_fencing(
     await call.done_writing()
 
 
+def settle(*items: pb.Settlement) -> pb.ProcessRequest:
+    return pb.ProcessRequest(settle_batch=pb.SettleBatchRequest(settlements=list(items)))
+
+
+def done(job: pb.Job, worker: str = "w", lease: str | None = None, **fields: object) -> pb.Settlement:
+    return pb.Settlement(complete=pb.CompleteRequest(
+        job_id=job.id, worker_id=worker, lease_id=job.lease_id if lease is None else lease, **fields))
+
+
+async def test_settle_batch_one_reply_per_message_with_per_job_fencing(
+    client: Client, tenant: Tenant, owner_db: asyncpg.Connection
+) -> None:
+    queue = new_queue()
+    bulk(tenant, queue, 7)
+    call = client.process()
+    (reply,) = await exchange(call, [dequeue_request(queue, "w", batch_size=7, batch=True)])
+    j = list(reply.job_batch.jobs)
+    await owner_db.execute("UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = $1", j[3].id)
+    batch = settle(
+        done(j[0], result={"ok": True}),
+        done(j[1], lease=j[2].lease_id),  # another job's lease
+        done(j[2], worker="intruder"),  # another worker
+        done(j[3]),  # expired
+        pb.Settlement(fail=pb.FailRequest(job_id=j[4].id, worker_id="w", lease_id=j[4].lease_id, error="boom",
+                                          retry=True)),
+        pb.Settlement(complete=pb.CompleteRequest(job_id="not-a-uuid", worker_id="w", lease_id=j[5].lease_id)),
+        pb.Settlement(),  # neither member set
+        done(j[6]),
+        done(j[6]),  # the same job twice: the second finds it finished
+    )
+    # One message in, one reply out, and the stream goes on (a single-message complete after it).
+    replies = await exchange(call, [batch, complete_request(j[5], "w")])
+    assert replies[0].WhichOneof("response") == "settle_batch"
+    results = list(replies[0].settle_batch.results)
+    kinds = [r.error.code if r.HasField("error") else r.WhichOneof("result") for r in results]
+    assert kinds == ["complete", "LEASE_EXPIRED", "NOT_FOUND", "LEASE_EXPIRED", "fail", "NOT_FOUND",
+                     "INVALID_ARGUMENT", "complete", "NOT_FOUND"], kinds
+    assert results[4].fail.success and results[4].fail.will_retry and results[4].fail.next_retry_delay_secs > 0
+    assert "neither complete nor fail" in results[6].error.message
+    assert replies[1].complete.success
+    rows = {r["id"]: (r["status"], r["result"]) for r in await owner_db.fetch(
+        "SELECT id::text, status, result::text FROM jobs WHERE queue_name = $1", queue)}
+    assert rows[j[0].id] == ("completed", '{"ok": true}')
+    assert [rows[x.id][0] for x in j[1:3]] == ["processing"] * 2
+    assert rows[j[3].id][0] in ("processing", "pending")  # the lease-recovery loop may have requeued it already
+    assert rows[j[4].id][0] in ("pending", "scheduled")  # back for a retry after its backoff
+    assert rows[j[5].id][0] == "completed" and rows[j[6].id][0] == "completed"
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_settle_batch_limits(client: Client, tenant: Tenant) -> None:
+    queue = new_queue()
+    call = client.process()
+    filler = pb.Settlement(complete=pb.CompleteRequest(job_id="00000000-0000-4000-8000-000000000000",
+                                                       worker_id="w", lease_id="00000000-0000-4000-8000-000000000001"))
+    too_many = settle(*([filler] * 1001))
+    replies = await exchange(call, [too_many, settle(), dequeue_request(queue, "w")])
+    assert replies[0].error.code == "INVALID_ARGUMENT" and "at most 1000" in replies[0].error.message
+    assert replies[1].WhichOneof("response") == "settle_batch" and not replies[1].settle_batch.results
+    assert replies[2].error.code == "NO_JOBS"
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+
+
 async def test_process_jobs_auth_and_scope(client: Client, tenant: Tenant) -> None:
     # The server authenticates before it reads a message, so the stream ends without one: writing first
     # would race the server's close (grpcio then reports a local INTERNAL instead of the server's status).

@@ -110,7 +110,8 @@ WITH picked AS (
         lease_expires_at = now() + make_interval(secs => $5), started_at = now(), updated_at = now(),
         progress = NULL, progress_message = NULL, progress_updated_at = NULL
     FROM picked
-    WHERE j.id = picked.id
+    -- The id list lets the planner fetch the picked rows by primary key instead of hashing the table.
+    WHERE j.id = picked.id AND j.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.queue_name, j.payload, j.retry_count, j.max_retries, j.timeout_seconds,
               j.lease_expires_at, j.lease_id, j.priority, j.created_at, j.workflow_id, picked.status AS old_status
 ), hist AS (

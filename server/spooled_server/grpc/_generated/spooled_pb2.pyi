@@ -241,32 +241,66 @@ class StreamJobsRequest(_message.Message):
     def __init__(self, queue_name: _Optional[str] = ..., worker_id: _Optional[str] = ..., lease_duration_secs: _Optional[int] = ...) -> None: ...
 
 class ProcessRequest(_message.Message):
-    __slots__ = ("dequeue", "complete", "fail", "renew_lease")
+    __slots__ = ("dequeue", "complete", "fail", "renew_lease", "settle_batch")
     DEQUEUE_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     FAIL_FIELD_NUMBER: _ClassVar[int]
     RENEW_LEASE_FIELD_NUMBER: _ClassVar[int]
+    SETTLE_BATCH_FIELD_NUMBER: _ClassVar[int]
     dequeue: DequeueRequest
     complete: CompleteRequest
     fail: FailRequest
     renew_lease: RenewLeaseRequest
-    def __init__(self, dequeue: _Optional[_Union[DequeueRequest, _Mapping]] = ..., complete: _Optional[_Union[CompleteRequest, _Mapping]] = ..., fail: _Optional[_Union[FailRequest, _Mapping]] = ..., renew_lease: _Optional[_Union[RenewLeaseRequest, _Mapping]] = ...) -> None: ...
+    settle_batch: SettleBatchRequest
+    def __init__(self, dequeue: _Optional[_Union[DequeueRequest, _Mapping]] = ..., complete: _Optional[_Union[CompleteRequest, _Mapping]] = ..., fail: _Optional[_Union[FailRequest, _Mapping]] = ..., renew_lease: _Optional[_Union[RenewLeaseRequest, _Mapping]] = ..., settle_batch: _Optional[_Union[SettleBatchRequest, _Mapping]] = ...) -> None: ...
 
 class ProcessResponse(_message.Message):
-    __slots__ = ("job", "complete", "fail", "renew_lease", "error", "job_batch")
+    __slots__ = ("job", "complete", "fail", "renew_lease", "error", "job_batch", "settle_batch")
     JOB_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
     FAIL_FIELD_NUMBER: _ClassVar[int]
     RENEW_LEASE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     JOB_BATCH_FIELD_NUMBER: _ClassVar[int]
+    SETTLE_BATCH_FIELD_NUMBER: _ClassVar[int]
     job: Job
     complete: CompleteResponse
     fail: FailResponse
     renew_lease: RenewLeaseResponse
     error: ErrorResponse
     job_batch: JobBatch
-    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., complete: _Optional[_Union[CompleteResponse, _Mapping]] = ..., fail: _Optional[_Union[FailResponse, _Mapping]] = ..., renew_lease: _Optional[_Union[RenewLeaseResponse, _Mapping]] = ..., error: _Optional[_Union[ErrorResponse, _Mapping]] = ..., job_batch: _Optional[_Union[JobBatch, _Mapping]] = ...) -> None: ...
+    settle_batch: SettleBatchResponse
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., complete: _Optional[_Union[CompleteResponse, _Mapping]] = ..., fail: _Optional[_Union[FailResponse, _Mapping]] = ..., renew_lease: _Optional[_Union[RenewLeaseResponse, _Mapping]] = ..., error: _Optional[_Union[ErrorResponse, _Mapping]] = ..., job_batch: _Optional[_Union[JobBatch, _Mapping]] = ..., settle_batch: _Optional[_Union[SettleBatchResponse, _Mapping]] = ...) -> None: ...
+
+class SettleBatchRequest(_message.Message):
+    __slots__ = ("settlements",)
+    SETTLEMENTS_FIELD_NUMBER: _ClassVar[int]
+    settlements: _containers.RepeatedCompositeFieldContainer[Settlement]
+    def __init__(self, settlements: _Optional[_Iterable[_Union[Settlement, _Mapping]]] = ...) -> None: ...
+
+class Settlement(_message.Message):
+    __slots__ = ("complete", "fail")
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    FAIL_FIELD_NUMBER: _ClassVar[int]
+    complete: CompleteRequest
+    fail: FailRequest
+    def __init__(self, complete: _Optional[_Union[CompleteRequest, _Mapping]] = ..., fail: _Optional[_Union[FailRequest, _Mapping]] = ...) -> None: ...
+
+class SettleBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[SettlementResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[SettlementResult, _Mapping]]] = ...) -> None: ...
+
+class SettlementResult(_message.Message):
+    __slots__ = ("complete", "fail", "error")
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    FAIL_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    complete: CompleteResponse
+    fail: FailResponse
+    error: ErrorResponse
+    def __init__(self, complete: _Optional[_Union[CompleteResponse, _Mapping]] = ..., fail: _Optional[_Union[FailResponse, _Mapping]] = ..., error: _Optional[_Union[ErrorResponse, _Mapping]] = ...) -> None: ...
 
 class JobBatch(_message.Message):
     __slots__ = ("jobs",)
