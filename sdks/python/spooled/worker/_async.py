@@ -14,11 +14,14 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from ..errors import NetworkError, NonRetryableError, NotFoundError, RateLimitError, SpooledError
 from ._common import (
+    MAX_SETTLE_BATCH,
     ClaimedJob,
     EventEmitter,
     Transport,
     WorkerOptions,
     already_finished,
+    as_settlement_result,
+    batch_unsupported,
     error_text,
     inband_error,
     is_lease_lost,
@@ -26,6 +29,7 @@ from ._common import (
     parse_time,
     registration_fields,
     renewal_refused,
+    single_settlement_request,
 )
 
 L = TypeVar("L", bound=Callable[..., Any])
@@ -175,6 +179,73 @@ class _AsyncRestBackend:
         pass
 
 
+class _AsyncSettler:
+    """Coalesces the completions and failures of concurrent handlers into ``settle_batch`` messages: while
+    one batch is on the wire the next gathers, so a busy worker sends one message per batch of jobs and an
+    idle one still settles each job at once."""
+
+    def __init__(self, backend: _AsyncGrpcBackend) -> None:
+        self.backend = backend
+        self.waiting: list[tuple[Any, asyncio.Future[Any]]] = []
+        self.task: asyncio.Task[None] | None = None
+        self.batching = True
+
+    async def settle(self, settlement: Any) -> Any:
+        """The ``SettlementResult`` for one settlement; NetworkError when the stream broke."""
+        if not self.batching:
+            return as_settlement_result(await self.backend.stream_send(single_settlement_request(settlement)))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.waiting.append((settlement, future))
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        from ..grpc import pb
+
+        while self.waiting:
+            batch = self.waiting[:MAX_SETTLE_BATCH]
+            del self.waiting[:MAX_SETTLE_BATCH]
+            try:
+                if not self.batching:
+                    raise _Unbatched
+                response = await self.backend.stream_send(pb.ProcessRequest(
+                    settle_batch=pb.SettleBatchRequest(settlements=[s for s, _ in batch])))
+                if batch_unsupported(response):
+                    self.batching = False
+                    raise _Unbatched
+                if response.WhichOneof("response") == "settle_batch":
+                    results = list(response.settle_batch.results)
+                else:  # the whole message was refused (rate limit): every settlement gets that error
+                    results = [as_settlement_result(response)] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+            except _Unbatched:
+                for settlement, future in batch:
+                    try:
+                        single = await self.backend.stream_send(single_settlement_request(settlement))
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(as_settlement_result(single))
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+            except BaseException:  # cancelled: nobody may wait forever
+                for _, future in [*batch, *self.waiting]:
+                    if not future.done():
+                        future.set_exception(NetworkError("worker stopped", code="STREAM_CLOSED"))
+                raise
+
+
+class _Unbatched(Exception):
+    """The server has no settle_batch: settle one message at a time."""
+
+
 class _AsyncGrpcBackend:
     long_polls = False
 
@@ -183,6 +254,7 @@ class _AsyncGrpcBackend:
         self.grpc: AsyncSpooledGrpcClient = client.grpc
         self.stream: AsyncProcessStream | None = None
         self.registered = False
+        self.settler = _AsyncSettler(self)
 
     async def open(self) -> None:
         if self.o.register:
@@ -196,6 +268,9 @@ class _AsyncGrpcBackend:
         if self.stream is None or self.stream.closed:
             self.stream = self.grpc.process_jobs()
         return self.stream
+
+    async def stream_send(self, request: Any) -> Any:
+        return await self._stream().send(request)
 
     async def _send(self, request: Any) -> Any:
         response = await self._stream().send(request)
@@ -238,9 +313,12 @@ class _AsyncGrpcBackend:
         if result is not None:
             request.result.CopyFrom(to_struct(result))
         try:
-            await self._send(pb.ProcessRequest(complete=request))
+            outcome = await self.settler.settle(pb.Settlement(complete=request))
         except NetworkError:
             await self.grpc.complete(job.id, self.o.worker_id, job.lease_id, result)
+            return
+        if outcome.WhichOneof("result") == "error":
+            raise inband_error(outcome.error.code, outcome.error.message)
 
     async def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None:
         from ..grpc import pb
@@ -249,10 +327,13 @@ class _AsyncGrpcBackend:
             job_id=job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error, retry=retry
         )
         try:
-            return bool((await self._send(pb.ProcessRequest(fail=request))).fail.will_retry)
+            outcome = await self.settler.settle(pb.Settlement(fail=request))
         except NetworkError:
             response = await self.grpc.fail(job.id, self.o.worker_id, job.lease_id, error, retry=retry)
             return bool(response.will_retry)
+        if outcome.WhichOneof("result") == "error":
+            raise inband_error(outcome.error.code, outcome.error.message)
+        return bool(outcome.fail.will_retry)
 
     async def renew(self, job: ClaimedJob) -> None:
         from ..grpc import pb

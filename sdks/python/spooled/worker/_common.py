@@ -195,3 +195,35 @@ class EventEmitter:
         """Listeners to call for ``event`` with their arguments (``"*"`` listeners get the name first)."""
         specific = [(fn, args) for fn in self._listeners.get(event, [])]
         return specific + [(fn, (event, *args)) for fn in self._listeners.get("*", [])]
+
+
+MAX_SETTLE_BATCH = 1000  # settlements per settle_batch message (the server's limit)
+
+
+def single_settlement_request(settlement: Any) -> Any:
+    """The one-message form of a ``Settlement`` (servers without ``settle_batch``)."""
+    from ..grpc import pb
+
+    if settlement.WhichOneof("settlement") == "complete":
+        return pb.ProcessRequest(complete=settlement.complete)
+    return pb.ProcessRequest(fail=settlement.fail)
+
+
+def as_settlement_result(response: Any) -> Any:
+    """A single complete/fail reply as the ``SettlementResult`` a batch would have held."""
+    from ..grpc import pb
+
+    which = response.WhichOneof("response")
+    if which == "complete":
+        return pb.SettlementResult(complete=response.complete)
+    if which == "fail":
+        return pb.SettlementResult(fail=response.fail)
+    if which == "error":
+        return pb.SettlementResult(error=response.error)
+    return pb.SettlementResult(error=pb.ErrorResponse(code="INTERNAL", message=f"unexpected reply {which}"))
+
+
+def batch_unsupported(response: Any) -> bool:
+    """A server that predates ``settle_batch`` sees an empty request and answers INVALID_REQUEST."""
+    return bool(response.WhichOneof("response") == "error" and response.error.code == "INVALID_REQUEST")
+

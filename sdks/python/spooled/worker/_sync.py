@@ -8,17 +8,21 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 from ..errors import NetworkError, NonRetryableError, NotFoundError, RateLimitError, SpooledError
 from ._common import (
+    MAX_SETTLE_BATCH,
     ClaimedJob,
     EventEmitter,
     Transport,
     WorkerOptions,
     already_finished,
+    as_settlement_result,
+    batch_unsupported,
     error_text,
     inband_error,
     is_lease_lost,
@@ -26,6 +30,7 @@ from ._common import (
     parse_time,
     registration_fields,
     renewal_refused,
+    single_settlement_request,
 )
 
 L = TypeVar("L", bound=Callable[..., Any])
@@ -174,6 +179,81 @@ class _RestBackend:
         pass
 
 
+class _SyncSettler:
+    """Coalesces the completions and failures of the handler threads into ``settle_batch`` messages (see
+    the async twin). One daemon thread sends a batch, waits for its reply, and takes whatever gathered
+    meanwhile."""
+
+    def __init__(self, backend: _GrpcBackend) -> None:
+        self.backend = backend
+        self.waiting: list[tuple[Any, Future[Any]]] = []
+        self.cond = threading.Condition()
+        self.thread: threading.Thread | None = None
+        self.closed = False
+        self.batching = True
+
+    def settle(self, settlement: Any) -> Any:
+        """The ``SettlementResult`` for one settlement; NetworkError when the stream broke."""
+        if not self.batching:
+            return as_settlement_result(self.backend.stream_send(single_settlement_request(settlement)))
+        future: Future[Any] = Future()
+        with self.cond:
+            if self.closed:
+                raise NetworkError("worker stopped", code="STREAM_CLOSED")
+            self.waiting.append((settlement, future))
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._run, name="spooled-settler", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+        return future.result()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+            thread = self.thread
+        if thread is not None:
+            thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while not self.waiting and not self.closed:
+                    self.cond.wait()
+                if not self.waiting:
+                    return
+                batch = self.waiting[:MAX_SETTLE_BATCH]
+                del self.waiting[:MAX_SETTLE_BATCH]
+            self._send(batch)
+
+    def _send(self, batch: list[tuple[Any, Future[Any]]]) -> None:
+        from ..grpc import pb
+
+        try:
+            if self.batching:
+                response = self.backend.stream_send(pb.ProcessRequest(
+                    settle_batch=pb.SettleBatchRequest(settlements=[s for s, _ in batch])))
+                if not batch_unsupported(response):
+                    if response.WhichOneof("response") == "settle_batch":
+                        results = list(response.settle_batch.results)
+                    else:  # the whole message was refused (rate limit): every settlement gets that error
+                        results = [as_settlement_result(response)] * len(batch)
+                    for (_, future), result in zip(batch, results, strict=True):
+                        future.set_result(result)
+                    return
+                self.batching = False
+            for settlement, future in batch:
+                try:
+                    future.set_result(as_settlement_result(
+                        self.backend.stream_send(single_settlement_request(settlement))))
+                except Exception as exc:
+                    future.set_exception(exc)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+
+
 class _GrpcBackend:
     """Claims and settlements over one ProcessJobs stream (batched replies); registry over WorkerService."""
 
@@ -185,6 +265,7 @@ class _GrpcBackend:
         self.stream: ProcessStream | None = None
         self.registered = False
         self._lock = threading.Lock()
+        self.settler = _SyncSettler(self)
 
     def open(self) -> None:
         if self.o.register:
@@ -199,6 +280,9 @@ class _GrpcBackend:
             if self.stream is None or self.stream.closed:
                 self.stream = self.grpc.process_jobs()
             return self.stream
+
+    def stream_send(self, request: Any) -> Any:
+        return self._stream().send(request).result()
 
     def _send(self, request: Any) -> Any:
         response = self._stream().send(request).result()
@@ -241,9 +325,12 @@ class _GrpcBackend:
         if result is not None:
             request.result.CopyFrom(to_struct(result))
         try:
-            self._send(pb.ProcessRequest(complete=request))
+            outcome = self.settler.settle(pb.Settlement(complete=request))
         except NetworkError:
             self.grpc.complete(job.id, self.o.worker_id, job.lease_id, result)  # the stream broke: unary
+            return
+        if outcome.WhichOneof("result") == "error":
+            raise inband_error(outcome.error.code, outcome.error.message)
 
     def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None:
         from ..grpc import pb
@@ -252,9 +339,12 @@ class _GrpcBackend:
             job_id=job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error, retry=retry
         )
         try:
-            return bool(self._send(pb.ProcessRequest(fail=request)).fail.will_retry)
+            outcome = self.settler.settle(pb.Settlement(fail=request))
         except NetworkError:
             return bool(self.grpc.fail(job.id, self.o.worker_id, job.lease_id, error, retry=retry).will_retry)
+        if outcome.WhichOneof("result") == "error":
+            raise inband_error(outcome.error.code, outcome.error.message)
+        return bool(outcome.fail.will_retry)
 
     def renew(self, job: ClaimedJob) -> None:
         from ..grpc import pb
@@ -284,6 +374,7 @@ class _GrpcBackend:
             self.registered = False
 
     def close(self) -> None:
+        self.settler.close()
         with self._lock:
             if self.stream is not None:
                 self.stream.close()
