@@ -22,6 +22,7 @@ from ._common import (
     already_finished,
     as_settlement_result,
     batch_unsupported,
+    claim_now,
     error_text,
     inband_error,
     is_lease_lost,
@@ -540,41 +541,52 @@ class AsyncSpooledWorker:
 
     async def _claim_loop(self) -> None:
         assert self._stopping is not None and self._slot_free is not None
+        opts = self.options
+        # Claims over one gRPC stream overlap cheaply (replies come back in order): two stay in flight, so
+        # the next batch is on its way while this one runs. A REST long poll holds one.
+        depth = 1 if self._backend.long_polls else 2
+        claims: dict[asyncio.Task[list[ClaimedJob]], int] = {}  # in flight -> jobs asked for
         idle_backoff = 0.0
         error_backoff = 0.0
-        while not self._stopping.is_set():
-            while len(self._running) >= self.options.concurrency and not self._stopping.is_set():
+        stop_wait = asyncio.create_task(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                asked = sum(claims.values())
+                busy = len(self._running) + asked
+                if len(claims) < depth and claim_now(opts.concurrency, busy, opts.batch_size):
+                    n = min(opts.concurrency - len(self._running) - asked, opts.batch_size)
+                    claims[asyncio.create_task(self._backend.claim(n, opts.claim_wait_secs))] = n
+                    continue
                 self._slot_free.clear()
-                await self._slot_free.wait()
-            if self._stopping.is_set():
-                return
-            free = self.options.concurrency - len(self._running)
-            claim = asyncio.create_task(
-                self._backend.claim(min(free, self.options.batch_size), self.options.claim_wait_secs)
-            )
-            stop_wait = asyncio.create_task(self._stopping.wait())
-            await asyncio.wait({claim, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                slot = asyncio.create_task(self._slot_free.wait())
+                await asyncio.wait({*claims, slot, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                slot.cancel()
+                for claim in [t for t in claims if t.done()]:  # oldest first
+                    del claims[claim]
+                    try:
+                        jobs = claim.result()
+                        error_backoff = 0.0
+                    except SpooledError as exc:
+                        await self._emit("error", exc)
+                        delay = exc.retry_after if isinstance(exc, RateLimitError) else None
+                        error_backoff = min(max(error_backoff * 2, 0.5), 10.0)
+                        await self._sleep_unless_stopping(delay or error_backoff)
+                        continue
+                    for job in jobs:
+                        await self._start_job(job)
+                    if jobs:
+                        idle_backoff = 0.0
+                    elif not self._backend.long_polls:
+                        idle_backoff = min(max(idle_backoff * 2, 0.005), 0.25)
+                        await self._sleep_unless_stopping(idle_backoff)
+        finally:
             stop_wait.cancel()
-            if not claim.done():
-                # Stopping during a long poll: let it land (anything it claims is released at shutdown).
+            # Stopping during a claim (a long poll, say): let it land; its jobs run or are released at
+            # shutdown.
+            for claim in list(claims):
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(asyncio.shield(claim), self.options.claim_wait_secs + 5)
-            try:
-                jobs = claim.result() if claim.done() else []
-                error_backoff = 0.0
-            except SpooledError as exc:
-                await self._emit("error", exc)
-                delay = exc.retry_after if isinstance(exc, RateLimitError) and exc.retry_after else None
-                error_backoff = min(max(error_backoff * 2, 0.5), 10.0)
-                await self._sleep_unless_stopping(delay or error_backoff)
-                continue
-            for job in jobs:
-                await self._start_job(job)
-            if jobs:
-                idle_backoff = 0.0
-            elif not self._backend.long_polls:
-                idle_backoff = min(max(idle_backoff * 2, 0.005), 0.25)
-                await self._sleep_unless_stopping(idle_backoff)
+                    for job in await asyncio.wait_for(asyncio.shield(claim), opts.claim_wait_secs + 5):
+                        await self._start_job(job)
 
     async def _start_job(self, job: ClaimedJob) -> None:
         running = _AsyncRunning(

@@ -227,3 +227,12 @@ def batch_unsupported(response: Any) -> bool:
     """A server that predates ``settle_batch`` sees an empty request and answers INVALID_REQUEST."""
     return bool(response.WhichOneof("response") == "error" and response.error.code == "INVALID_REQUEST")
 
+
+def claim_now(concurrency: int, running: int, batch_size: int) -> bool:
+    """Whether the claim loop asks for more jobs: when nothing runs, or when at least half a batch of slots
+    is free. Claiming each single freed slot would cost a round trip per job under load."""
+    free = concurrency - running
+    if free <= 0:
+        return False
+    return running == 0 or free >= max(1, min(batch_size, concurrency) // 2)
+

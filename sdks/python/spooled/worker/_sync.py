@@ -23,6 +23,7 @@ from ._common import (
     already_finished,
     as_settlement_result,
     batch_unsupported,
+    claim_now,
     error_text,
     inband_error,
     is_lease_lost,
@@ -598,7 +599,9 @@ class SpooledWorker:
         error_backoff = 0.0
         while not self._stopping.is_set():
             with self._cond:
-                while len(self._running) >= self.options.concurrency and not self._stopping.is_set():
+                while not self._stopping.is_set() and not claim_now(
+                    self.options.concurrency, len(self._running), self.options.batch_size
+                ):
                     self._cond.wait()
                 free = self.options.concurrency - len(self._running)
             if self._stopping.is_set():
