@@ -190,6 +190,7 @@ def test_process_request_oneof(fd: FileDescriptor) -> None:
         "complete": (2, "CompleteRequest"),
         "fail": (3, "FailRequest"),
         "renew_lease": (4, "RenewLeaseRequest"),
+        "settle_batch": (5, "SettleBatchRequest"),  # our extension (proto/README.md)
     }
 
 
@@ -204,7 +205,13 @@ def test_process_response_oneof(fd: FileDescriptor) -> None:
         "renew_lease": (4, "RenewLeaseResponse"),
         "error": (5, "ErrorResponse"),
         "job_batch": (6, "JobBatch"),
+        "settle_batch": (7, "SettleBatchResponse"),  # our extension (proto/README.md)
     }
+    settlement = msg(fd, "Settlement").oneofs_by_name["settlement"]
+    assert {f.name: f.number for f in settlement.fields} == {"complete": 1, "fail": 2}
+    result = msg(fd, "SettlementResult").oneofs_by_name["result"]
+    assert {f.name: (f.number, f.message_type.name) for f in result.fields} == {
+        "complete": (1, "CompleteResponse"), "fail": (2, "FailResponse"), "error": (3, "ErrorResponse")}
     jobs = msg(fd, "JobBatch").fields_by_name["jobs"]
     assert jobs.number == 1 and jobs.is_repeated and jobs.message_type.name == "Job"
     assert numbers(msg(fd, "ErrorResponse")) == {"code": 1, "message": 2}
