@@ -88,6 +88,9 @@ def generate(session: nox.Session) -> None:
         if ".nox" in script.parts or "node_modules" in script.parts:
             continue
         session.run("python", str(script))
-    out = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["git", "status", "--porcelain"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    ).stdout
     if out.strip():
         session.log(out)

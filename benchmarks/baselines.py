@@ -15,7 +15,14 @@ from typing import Any
 import asyncpg
 
 from benchmarks import httpbench, schema
-from benchmarks.core import Benchmark, Context, LoopStats, Measurement, percentile, run_for
+from benchmarks.core import (
+    Benchmark,
+    Context,
+    LoopStats,
+    Measurement,
+    percentile,
+    run_for,
+)
 
 PAYLOAD = '{"n": 1}'
 WARMUP_FRACTION = 0.2  # of the measured duration, capped at 1 s

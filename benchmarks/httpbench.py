@@ -140,8 +140,8 @@ def _to_ms(text: str) -> float:
 
 
 def parse_wrk(output: str) -> LoadResult:
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    total = re.search(r"^\s*(\d+) requests in", output, re.M)
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.MULTILINE)
+    total = re.search(r"^\s*(\d+) requests in", output, re.MULTILINE)
     if not rps or not total:
         raise ValueError(f"cannot parse wrk output:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
@@ -149,7 +149,7 @@ def parse_wrk(output: str) -> LoadResult:
     errors = int(non_2xx.group(1)) if non_2xx else 0
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.M))
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
     return LoadResult(
         requests_per_s=float(rps.group(1)),
         requests=int(total.group(1)),

@@ -24,7 +24,13 @@ from typing import Any
 import asyncpg
 
 from benchmarks.core import Benchmark, Context, Measurement
-from benchmarks.grpc_bench import DRAIN_JOBS, DRAIN_JOBS_QUICK, REPO_ROOT, bulk_enqueue, spooled_server
+from benchmarks.grpc_bench import (
+    DRAIN_JOBS,
+    DRAIN_JOBS_QUICK,
+    REPO_ROOT,
+    bulk_enqueue,
+    spooled_server,
+)
 from benchmarks.pg import connect_kwargs
 
 # In-flight jobs per worker: enough to keep two 100-job batches moving, like the raw worker's prefetch.

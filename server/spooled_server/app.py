@@ -26,8 +26,8 @@ from .db.database import Database, connect_owner
 from .db.hot import install as install_hot
 from .db.migrate import migrate
 from .events.bus import EventBus
-from .hooks import LIFESPAN_HOOKS
 from .events.wakeups import Wakeups
+from .hooks import LIFESPAN_HOOKS
 from .logging import configure_logging
 from .maintenance.runner import Maintenance
 

@@ -81,7 +81,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     base = f"http://localhost:{settings.port}"
     print("Spooled is starting")
     print(f"  environment: {settings.environment}")
-    print(f"  database:    {'embedded PostgreSQL in ' + str(settings.data_dir) if embedded else 'DATABASE_URL'}")
+    print("  database:    "
+          f"{'embedded PostgreSQL in ' + str(settings.data_dir) if embedded else 'DATABASE_URL'}")
     if new_key:
         path = _write_key_file(settings.data_dir, new_key)
         print("  Created the default organization. Its admin API key (shown once, also saved to "
@@ -183,7 +184,9 @@ def cmd_create_key(args: argparse.Namespace) -> int:
         db = Database(settings.database_url, pool_size=1, maintenance_pool_size=1)
         try:
             async with db.maintenance() as conn:
-                org = await conn.fetchval("SELECT id FROM organizations WHERE slug = $1 OR id::text = $1", args.org)
+                org = await conn.fetchval(
+                    "SELECT id FROM organizations WHERE slug = $1 OR id::text = $1", args.org
+                )
                 if org is None:
                     raise SystemExit(f"no organization {args.org!r}")
                 queues = [q for q in (args.queues or "").split(",") if q] or ["*"]

@@ -86,7 +86,7 @@ class Settings:
     outgoing_webhook_max_attempts: int = 5
     outgoing_webhook_max_concurrent_deliveries: int = 64
     webhook_allow_private_targets: bool = False
-    # Outgoing-delivery retry delay base: min(base × 4^(attempts−1), 3600) s; tests shorten it.
+    # Outgoing-delivery retry delay base: min(base x 4^(attempts-1), 3600) s; tests shorten it.
     webhook_backoff_base_secs: float = 30.0
     cors_allowed_origins: tuple[str, ...] = ()
     enable_hsts: bool = False
@@ -179,7 +179,9 @@ class Settings:
             trusted_proxy_hops=_int(e, "TRUSTED_PROXY_HOPS", 0),
             admin_rate_limit_per_minute=_int(e, "SPOOLED_ADMIN_RATE_LIMIT_PER_MINUTE", 60),
             outgoing_webhook_max_attempts=_int(e, "OUTGOING_WEBHOOK_MAX_ATTEMPTS", 5),
-            outgoing_webhook_max_concurrent_deliveries=_int(e, "OUTGOING_WEBHOOK_MAX_CONCURRENT_DELIVERIES", 64),
+            outgoing_webhook_max_concurrent_deliveries=_int(
+                e, "OUTGOING_WEBHOOK_MAX_CONCURRENT_DELIVERIES", 64
+            ),
             webhook_allow_private_targets=_bool(e, "WEBHOOK_ALLOW_PRIVATE_TARGETS", False),
             webhook_backoff_base_secs=_float(e, "SPOOLED_WEBHOOK_BACKOFF_BASE_SECS", 30.0),
             cors_allowed_origins=origins,

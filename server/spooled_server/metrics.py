@@ -1,4 +1,5 @@
-"""Prometheus metrics with the contract's names (semantics.md §17). No labels, as existing dashboards expect."""
+"""Prometheus metrics with the contract's names (semantics.md §17). No labels, as existing
+dashboards expect."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ JOBS_RETRIED = Counter("spooled_jobs_retried", "Requeues that consumed a retry",
 JOBS_DEADLETTERED = Counter("spooled_jobs_deadlettered", "Transitions into deadletter", registry=REGISTRY)
 JOBS_PENDING = Gauge("spooled_jobs_pending", "Pending jobs, all organizations", registry=REGISTRY)
 JOBS_PROCESSING = Gauge("spooled_jobs_processing", "Processing jobs, all organizations", registry=REGISTRY)
-JOB_MAX_AGE = Gauge("spooled_job_max_age_seconds", "Age of the oldest pending or scheduled job", registry=REGISTRY)
+JOB_MAX_AGE = Gauge(
+    "spooled_job_max_age_seconds", "Age of the oldest pending or scheduled job", registry=REGISTRY
+)
 WORKERS_ACTIVE = Gauge("spooled_workers_active", "Workers with a heartbeat under 2 min", registry=REGISTRY)
 WORKERS_HEALTHY = Gauge("spooled_workers_healthy", "Workers with status healthy", registry=REGISTRY)
 DB_CONNECTIONS = Gauge("spooled_database_connections_active", "Pool connections in use", registry=REGISTRY)

@@ -92,7 +92,9 @@ async def read_json(
     except msgspec.ValidationError as exc:
         raise _shape_error(exc) from None
     except msgspec.DecodeError:
-        raise InvalidJson(details=[{"field": "body", "message": "malformed JSON", "code": "invalid_json"}]) from None
+        raise InvalidJson(
+            details=[{"field": "body", "message": "malformed JSON", "code": "invalid_json"}]
+        ) from None
 
 
 def bearer(request: Request[Any, Any, Any]) -> str | None:

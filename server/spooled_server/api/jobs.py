@@ -109,7 +109,9 @@ async def create_job(request: Request[Any, Any, Any]) -> Response[bytes]:
         scheduled_at=v.opt_timestamp(body.scheduled_at, "scheduled_at"),
         expires_at=v.opt_timestamp(body.expires_at, "expires_at"),
         tags=None if bytes(body.tags).strip() == b"null" else body.tags,
-        parent_job_id=None if body.parent_job_id is None else v.parse_uuid(body.parent_job_id, "parent_job_id"),
+        parent_job_id=(
+            None if body.parent_job_id is None else v.parse_uuid(body.parent_job_id, "parent_job_id")
+        ),
         completion_webhook=body.completion_webhook,
         completion_webhook_secret=body.completion_webhook_secret,
         idempotency_key=body.idempotency_key,
@@ -160,7 +162,9 @@ async def retry_job(request: Request[Any, Any, Any], job_id: str) -> Response[by
 async def boost_job_priority(request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
     principal = await authenticate(request)
     body = await read_json(request, PriorityBody)
-    return json_response(await svc.boost_priority(core_of(request), principal, path_uuid(job_id), body.priority))
+    return json_response(
+        await svc.boost_priority(core_of(request), principal, path_uuid(job_id), body.priority)
+    )
 
 
 @get("/api/v1/jobs/stats", operation_id="get_job_stats")
@@ -182,7 +186,8 @@ async def get_job_history(request: Request[Any, Any, Any], job_id: str) -> Respo
     ascending = (request.query_params.get("order_dir") or "asc").lower() != "desc"
     limit = query_int(request, "limit", 100, 1, 500)
     offset = query_int(request, "offset", 0, 0, 2**31 - 1)
-    rows, more = await svc.job_history(core_of(request), principal, path_uuid(job_id), ascending, limit, offset)
+    rows, more = await svc.job_history(core_of(request), principal, path_uuid(job_id), ascending, limit,
+                                       offset)
     return json_response(rows, headers={"X-Has-More": "true" if more else "false"})
 
 
@@ -263,10 +268,10 @@ async def fail_job(request: Request[Any, Any, Any], job_id: str) -> Response[byt
     principal = await authenticate(request)
     body = await read_json(request, FailBody)
     v.text(body.error, "error", 1, 2048)
-    outcome = await svc.fail_job(core_of(request), principal, path_uuid(job_id), body.worker_id, body.lease_id,
-                                 body.error)
-    return json_response({"success": True, "will_retry": outcome.will_retry, "retry_count": outcome.retry_count,
-                          "next_retry_at": svc.ts(outcome.next_retry_at)})
+    outcome = await svc.fail_job(core_of(request), principal, path_uuid(job_id), body.worker_id,
+                                 body.lease_id, body.error)
+    return json_response({"success": True, "will_retry": outcome.will_retry,
+                          "retry_count": outcome.retry_count, "next_retry_at": svc.ts(outcome.next_retry_at)})
 
 
 @post("/api/v1/jobs/{job_id:str}/heartbeat", operation_id="heartbeat_job")

@@ -15,7 +15,9 @@ class SpooledError(Exception):
     code = "INTERNAL_ERROR"
     default_message = "Internal server error"
 
-    def __init__(self, message: str | None = None, *, details: Any = None, extra: dict[str, Any] | None = None):
+    def __init__(
+        self, message: str | None = None, *, details: Any = None, extra: dict[str, Any] | None = None
+    ):
         self.message = message or self.default_message
         self.details = details
         self.extra = extra or {}
@@ -118,7 +120,8 @@ class RateLimited(SpooledError):
     def __init__(self, retry_after: int, limit: int, remaining: int, reset_at: int) -> None:
         super().__init__(
             "Rate limit exceeded, retry later",
-            extra={"retry_after_secs": retry_after, "limit": limit, "remaining": remaining, "reset_at": reset_at},
+            extra={"retry_after_secs": retry_after, "limit": limit, "remaining": remaining,
+                   "reset_at": reset_at},
         )
         self.retry_after = retry_after
         self.limit = limit

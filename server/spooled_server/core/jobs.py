@@ -176,7 +176,9 @@ async def create_job(
     if row is None:
         # A concurrent request with the same key won the insert; its row is visible to a new statement.
         async with core.db.tenant(principal.org_id) as conn:
-            existing = await conn.fetchrow(Q.find_job_by_idempotency_key, principal.org_id, job.idempotency_key)
+            existing = await conn.fetchrow(
+                Q.find_job_by_idempotency_key, principal.org_id, job.idempotency_key
+            )
         if existing is None:  # pragma: no cover - the winner rolled back; the client may retry
             raise Conflict("A job with this idempotency key is being created; retry the request")
         return existing["id"], False
@@ -192,7 +194,9 @@ async def _check_parent(conn: asyncpg.Connection, principal: Principal, job: New
     return bool(parent["status"] == "completed")
 
 
-def _after_create(core: Core, org_id: uuid.UUID, queue: str, created: list[tuple[uuid.UUID, str, int]]) -> None:
+def _after_create(
+    core: Core, org_id: uuid.UUID, queue: str, created: list[tuple[uuid.UUID, str, int]]
+) -> None:
     if not created:
         return
     metrics.JOBS_ENQUEUED.inc(len(created))
@@ -471,8 +475,9 @@ def after_fail(core: Core, org_id: uuid.UUID, row: asyncpg.Record, error: str) -
     else:
         metrics.JOBS_DEADLETTERED.inc()
     core.bus.status_change(org_id, row["id"], queue, "processing", new_status)
-    core.bus.publish(org_id, "JobFailed", {"job_id": str(row["id"]), "queue_name": queue, "error": error,
-                                            "retry_count": row["retry_count"], "will_retry": row["will_retry"]})
+    core.bus.publish(org_id, "JobFailed", {
+        "job_id": str(row["id"]), "queue_name": queue, "error": error,
+        "retry_count": row["retry_count"], "will_retry": row["will_retry"]})
 
 
 async def heartbeat_job(
@@ -481,8 +486,8 @@ async def heartbeat_job(
     lease = _lease_uuid(lease_id)
     expires = None
     if lease is not None:
-        rows = await core.db.hot(principal.org_id, "heartbeat_job", job_id, principal.org_id, worker_id, lease,
-                                 float(lease_secs), _scope(principal))
+        rows = await core.db.hot(principal.org_id, "heartbeat_job", job_id, principal.org_id, worker_id,
+                                 lease, float(lease_secs), _scope(principal))
         expires = rows[0]["lease_expires_at"] if rows else None
     if expires is None:
         async with core.db.tenant(principal.org_id) as conn:
@@ -499,8 +504,10 @@ async def report_progress(
             row = await conn.fetchrow(Q.progress_job_unfenced, job_id, principal.org_id, percent, message,
                                       _scope(principal))
             if row is None:
-                state = await conn.fetchrow("SELECT status, queue_name FROM jobs WHERE id = $1 AND organization_id = $2",
-                                            job_id, principal.org_id)
+                state = await conn.fetchrow(
+                    "SELECT status, queue_name FROM jobs WHERE id = $1 AND organization_id = $2",
+                    job_id, principal.org_id,
+                )
                 if state is None or not principal.can_access(state["queue_name"]):
                     raise NotFound()
                 raise Conflict(f"Job is not processing (status {state['status']})")
@@ -565,7 +572,8 @@ async def retry_rows(
     limits = core.quotas.limits(principal)
     if limits.max_active_jobs is not None:
         active = await conn.fetchval(
-            "SELECT count(*) FROM jobs WHERE organization_id = $1 AND status IN ('pending','scheduled','processing')",
+            "SELECT count(*) FROM jobs WHERE organization_id = $1"
+            " AND status IN ('pending','scheduled','processing')",
             principal.org_id,
         )
         if active + len(ids) > limits.max_active_jobs:
@@ -586,13 +594,16 @@ def after_retry(core: Core, org_id: uuid.UUID, rows: list[asyncpg.Record]) -> No
     core.wakeups.notify_many(org_id, queues)
 
 
-async def boost_priority(core: Core, principal: Principal, job_id: uuid.UUID, priority: Any) -> dict[str, Any]:
+async def boost_priority(
+    core: Core, principal: Principal, job_id: uuid.UUID, priority: Any
+) -> dict[str, Any]:
     v.int_range(priority, "priority", -100, 100)
     async with core.db.tenant(principal.org_id) as conn:
         row = await conn.fetchrow(Q.set_priority, job_id, principal.org_id, priority)
         if row is None or not principal.can_access(row["queue_name"]):
             raise NotFound("Job not found or not in pending or scheduled state")
-    return {"job_id": str(row["id"]), "old_priority": row["old_priority"], "new_priority": row["new_priority"]}
+    return {"job_id": str(row["id"]), "old_priority": row["old_priority"],
+            "new_priority": row["new_priority"]}
 
 
 async def job_stats(core: Core, principal: Principal, queue_name: str | None) -> dict[str, int]:
@@ -616,8 +627,9 @@ async def batch_status(core: Core, principal: Principal, ids_param: str | None) 
     async with core.db.tenant(principal.org_id) as conn:
         rows = await conn.fetch(Q.jobs_batch_status, principal.org_id, ids)
     return [
-        {"id": str(r["id"]), "status": r["status"], "queue_name": r["queue_name"], "retry_count": r["retry_count"],
-         "created_at": ts(r["created_at"]), "completed_at": ts(r["completed_at"])}
+        {"id": str(r["id"]), "status": r["status"], "queue_name": r["queue_name"],
+         "retry_count": r["retry_count"], "created_at": ts(r["created_at"]),
+         "completed_at": ts(r["completed_at"])}
         for r in rows if principal.can_access(r["queue_name"])
     ]
 
@@ -630,8 +642,9 @@ async def job_history(
         rows = await conn.fetch(Q.job_history, job_id, principal.org_id, ascending, limit + 1, offset)
     more = len(rows) > limit
     return [
-        {"id": str(r["id"]), "job_id": str(r["job_id"]), "event_type": r["event_type"], "worker_id": r["worker_id"],
-         "details": r["details"] if r["details"] is not None else None, "created_at": ts(r["created_at"])}
+        {"id": str(r["id"]), "job_id": str(r["job_id"]), "event_type": r["event_type"],
+         "worker_id": r["worker_id"], "details": r["details"] if r["details"] is not None else None,
+         "created_at": ts(r["created_at"])}
         for r in rows[:limit]
     ], more
 
@@ -733,8 +746,8 @@ async def complete_jobs(core: Core, principal: Principal, items: list[Settlement
         batch.append((index, item, _lease_uuid(item.lease_id) or _NO_LEASE))
     if not batch:
         return outcomes
-    args = ([i.job_id for _, i, _ in batch], [i.worker_id for _, i, _ in batch], [lease for _, _, lease in batch],
-            [i.result for _, i, _ in batch], _scope(principal))
+    args = ([i.job_id for _, i, _ in batch], [i.worker_id for _, i, _ in batch],
+            [lease for _, _, lease in batch], [i.result for _, i, _ in batch], _scope(principal))
     done, misses = await _settle_batch(core, principal, [i for _, i, _ in batch], "complete_jobs_batch", args)
     for position, miss in misses.items():
         outcomes[batch[position][0]] = miss
@@ -750,7 +763,9 @@ async def complete_jobs(core: Core, principal: Principal, items: list[Settlement
     return outcomes
 
 
-async def fail_jobs(core: Core, principal: Principal, items: list[Settlement]) -> list[FailOutcome | Exception]:
+async def fail_jobs(
+    core: Core, principal: Principal, items: list[Settlement]
+) -> list[FailOutcome | Exception]:
     """Fail many jobs in one statement with per-job fencing (the rules of `fail_job` per item). One outcome
     per item, in order. Ids must be unique."""
     s = core.settings
@@ -802,5 +817,5 @@ async def queue_stats(core: Core, principal: Principal, queue_name: str) -> dict
     principal.require_queue(queue_name)
     async with core.db.tenant(principal.org_id) as conn:
         row = await conn.fetchrow(Q.queue_stats_with_age, principal.org_id, queue_name)
-    return {k: int(row[k]) for k in ("pending", "scheduled", "processing", "completed", "failed", "deadletter",
-                                      "total", "max_age_ms")}
+    return {k: int(row[k]) for k in ("pending", "scheduled", "processing", "completed", "failed",
+                                      "deadletter", "total", "max_age_ms")}

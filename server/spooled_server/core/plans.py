@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 KIB = 1024
 MIB = 1024 * 1024
@@ -78,7 +78,7 @@ class Plans:
                 raw = env.get(f"SPOOLED_PLAN_{tier.upper()}_{name.upper()}")
                 if raw is not None:
                     value: int | None = None if raw.strip().lower() in {"", "null", "none"} else int(raw)
-                    table[tier] = replace(table[tier], **{name: value})
+                    table[tier] = replace(table[tier], **cast(dict[str, Any], {name: value}))
         self._table = table
 
     def limits(self, tier: str, custom: dict[str, Any] | None = None) -> PlanLimits:

@@ -56,7 +56,8 @@ class Quotas:
         limits = self.limits(principal)
         if size > limits.max_payload_size_bytes:
             raise PayloadTooLarge(
-                f"Payload is {size} bytes; the {limits.tier} plan allows {limits.max_payload_size_bytes} bytes",
+                f"Payload is {size} bytes; the {limits.tier} plan allows "
+                f"{limits.max_payload_size_bytes} bytes",
                 extra={"current": size, "limit": limits.max_payload_size_bytes, "plan": limits.tier,
                        "upgrade_to": UPGRADE.get(limits.tier)},
             )
@@ -64,7 +65,8 @@ class Quotas:
     def uncapped_jobs(self, principal: Principal) -> bool:
         """No daily, active-job or queue cap applies: job creation needs no quota check at all."""
         limits = self.limits(principal)
-        return limits.max_jobs_per_day is None and limits.max_active_jobs is None and limits.max_queues is None
+        return (limits.max_jobs_per_day is None and limits.max_active_jobs is None
+                and limits.max_queues is None)
 
     def note_created(self, principal: Principal, n: int) -> None:
         """Count jobs created on an uncapped plan (reported as jobs_today; flushed once a second)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeAlias
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -23,7 +23,7 @@ import msgspec
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-Connection = asyncpg.Connection
+Connection: TypeAlias = asyncpg.Connection
 
 
 def _encode_json(value: Any) -> str:
@@ -90,11 +90,13 @@ class Database:
     async def _raw(self, engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
         async with engine.connect() as sa_conn:
             fairy = await sa_conn.get_raw_connection()
-            conn: asyncpg.Connection = fairy.driver_connection  # type: ignore[assignment]
+            conn: asyncpg.Connection = fairy.driver_connection
             yield conn
 
     @asynccontextmanager
-    async def tenant(self, org_id: uuid.UUID | str, *, custom_plan: bool = False) -> AsyncIterator[Connection]:
+    async def tenant(
+        self, org_id: uuid.UUID | str, *, custom_plan: bool = False
+    ) -> AsyncIterator[Connection]:
         """A transaction confined to one organization by row-level security."""
         org = str(uuid.UUID(str(org_id)))  # validated: it is inlined into the statement below
         begin = f"BEGIN; SELECT set_config('app.current_org_id', '{org}', true)"

