@@ -45,17 +45,18 @@ NAME_ALIASES = {"job.status_changed": "job.status"}
 _ENCODER = msgspec.json.Encoder()
 
 
-_second: list[Any] = [-1, ""]  # the last whole second formatted, and its text
+_last_second: tuple[int, str] = (-1, "")  # the last whole second formatted; replaced whole, never mutated
 
 
 def now_iso() -> str:
     """The current UTC time as the contract's timestamp (called per event, so the date part is cached)."""
-    micros = time.time_ns() // 1000
-    second, fraction = divmod(micros, 1_000_000)
-    if second != _second[0]:
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        _second[0] = second
-    return f"{_second[1]}.{fraction:06d}Z"
+    global _last_second
+    second, fraction = divmod(time.time_ns() // 1000, 1_000_000)
+    cached_second, text = _last_second
+    if second != cached_second:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _last_second = (second, text)
+    return f"{text}.{fraction:06d}Z"
 
 
 def dotted_name(event_type: str) -> str:

@@ -284,7 +284,8 @@ class _Session:
                     continue
                 if which == "dequeue":
                     # Claims run after the loop, beside the settlements' statement (another connection):
-                    # neither waits for the other. A claim never returns a job settled in the same group.
+                    # neither waits for the other. A claim may or may not see what those settlements
+                    # release (a dependent job); either is correct, and it is picked up next time.
                     dequeues.append((index, request.dequeue))
                     continue
                 if settle:

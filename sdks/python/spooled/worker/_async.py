@@ -21,7 +21,7 @@ from ._common import (
     WorkerOptions,
     already_finished,
     as_settlement_result,
-    batch_unsupported,
+    batch_results,
     claim_now,
     error_text,
     inband_error,
@@ -30,6 +30,7 @@ from ._common import (
     parse_time,
     registration_fields,
     renewal_refused,
+    settle_batch_request,
     single_settlement_request,
 )
 
@@ -202,49 +203,33 @@ class _AsyncSettler:
         return await future
 
     async def _drain(self) -> None:
-        from ..grpc import pb
-
         while self.waiting:
             batch = self.waiting[:MAX_SETTLE_BATCH]
             del self.waiting[:MAX_SETTLE_BATCH]
             try:
-                if not self.batching:
-                    raise _Unbatched
-                response = await self.backend.stream_send(pb.ProcessRequest(
-                    settle_batch=pb.SettleBatchRequest(settlements=[s for s, _ in batch])))
-                if batch_unsupported(response):
-                    self.batching = False
-                    raise _Unbatched
-                if response.WhichOneof("response") == "settle_batch":
-                    results = list(response.settle_batch.results)
-                else:  # the whole message was refused (rate limit): every settlement gets that error
-                    results = [as_settlement_result(response)] * len(batch)
-                for (_, future), result in zip(batch, results, strict=True):
-                    if not future.done():
-                        future.set_result(result)
-            except _Unbatched:
-                for settlement, future in batch:
-                    try:
-                        single = await self.backend.stream_send(single_settlement_request(settlement))
-                    except Exception as exc:
-                        if not future.done():
-                            future.set_exception(exc)
-                    else:
-                        if not future.done():
-                            future.set_result(as_settlement_result(single))
+                results = None
+                if self.batching:
+                    response = await self.backend.stream_send(settle_batch_request([s for s, _ in batch]))
+                    results = batch_results(response, len(batch))
+                    self.batching = results is not None
+                if results is None:  # the server has no settle_batch: one message per settlement
+                    results = [
+                        as_settlement_result(await self.backend.stream_send(single_settlement_request(s)))
+                        for s, _ in batch
+                    ]
             except Exception as exc:
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
+                continue
             except BaseException:  # cancelled: nobody may wait forever
                 for _, future in [*batch, *self.waiting]:
                     if not future.done():
                         future.set_exception(NetworkError("worker stopped", code="STREAM_CLOSED"))
                 raise
-
-
-class _Unbatched(Exception):
-    """The server has no settle_batch: settle one message at a time."""
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
 
 
 class _AsyncGrpcBackend:

@@ -223,9 +223,25 @@ def as_settlement_result(response: Any) -> Any:
     return pb.SettlementResult(error=pb.ErrorResponse(code="INTERNAL", message=f"unexpected reply {which}"))
 
 
-def batch_unsupported(response: Any) -> bool:
-    """A server that predates ``settle_batch`` sees an empty request and answers INVALID_REQUEST."""
-    return bool(response.WhichOneof("response") == "error" and response.error.code == "INVALID_REQUEST")
+def settle_batch_request(settlements: list[Any]) -> Any:
+    from ..grpc import pb
+
+    return pb.ProcessRequest(settle_batch=pb.SettleBatchRequest(settlements=settlements))
+
+
+def batch_results(response: Any, count: int) -> list[Any] | None:
+    """The ``SettlementResult`` of each of ``count`` settlements from the reply to a ``settle_batch``; None
+    when the server predates ``settle_batch`` (it sees an empty request and answers INVALID_REQUEST)."""
+    which = response.WhichOneof("response")
+    if which == "error" and response.error.code == "INVALID_REQUEST":
+        return None
+    if which == "settle_batch":
+        results = list(response.settle_batch.results)
+        if len(results) != count:
+            raise ServerError(f"settle_batch answered {len(results)} results for {count} settlements",
+                              code="INTERNAL")
+        return results
+    return [as_settlement_result(response)] * count  # the whole message was refused (a rate limit)
 
 
 def claim_now(concurrency: int, running: int, batch_size: int) -> bool:

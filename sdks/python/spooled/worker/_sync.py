@@ -22,7 +22,7 @@ from ._common import (
     WorkerOptions,
     already_finished,
     as_settlement_result,
-    batch_unsupported,
+    batch_results,
     claim_now,
     error_text,
     inband_error,
@@ -31,6 +31,7 @@ from ._common import (
     parse_time,
     registration_fields,
     renewal_refused,
+    settle_batch_request,
     single_settlement_request,
 )
 
@@ -228,31 +229,21 @@ class _SyncSettler:
             self._send(batch)
 
     def _send(self, batch: list[tuple[Any, Future[Any]]]) -> None:
-        from ..grpc import pb
-
         try:
+            results = None
             if self.batching:
-                response = self.backend.stream_send(pb.ProcessRequest(
-                    settle_batch=pb.SettleBatchRequest(settlements=[s for s, _ in batch])))
-                if not batch_unsupported(response):
-                    if response.WhichOneof("response") == "settle_batch":
-                        results = list(response.settle_batch.results)
-                    else:  # the whole message was refused (rate limit): every settlement gets that error
-                        results = [as_settlement_result(response)] * len(batch)
-                    for (_, future), result in zip(batch, results, strict=True):
-                        future.set_result(result)
-                    return
-                self.batching = False
-            for settlement, future in batch:
-                try:
-                    future.set_result(as_settlement_result(
-                        self.backend.stream_send(single_settlement_request(settlement))))
-                except Exception as exc:
-                    future.set_exception(exc)
+                response = self.backend.stream_send(settle_batch_request([s for s, _ in batch]))
+                results = batch_results(response, len(batch))
+                self.batching = results is not None
+            if results is None:  # the server has no settle_batch: one message per settlement
+                results = [as_settlement_result(self.backend.stream_send(single_settlement_request(s)))
+                           for s, _ in batch]
         except Exception as exc:
             for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+                future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
 
 
 class _GrpcBackend:
