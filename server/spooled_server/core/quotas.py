@@ -40,6 +40,9 @@ class Quotas:
         self.hard_payload_cap = hard_payload_cap
         self._pending_counts: dict[uuid.UUID, int] = defaultdict(int)
         self._task: asyncio.Task[None] | None = None
+        # One flush at a time: a reader's flush (the usage route) must wait for the background flush that
+        # took the counts before it, or it would read the table before those counts are written.
+        self._flush_lock = asyncio.Lock()
 
     def limits(self, principal: Principal) -> PlanLimits:
         return self.plans.limits(principal.plan_tier, principal.custom_limits)
@@ -152,20 +155,23 @@ class Quotas:
                 await self.flush()
 
     async def flush(self) -> None:
-        if not self._pending_counts:
-            return
-        counts, self._pending_counts = dict(self._pending_counts), defaultdict(int)
-        today = datetime.now(UTC).date()
-        try:
-            async with self.db.maintenance() as conn:
-                await conn.executemany(
-                    "INSERT INTO usage_daily AS u (organization_id, day, jobs_created) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (organization_id, day) DO UPDATE SET jobs_created = u.jobs_created + $3",
-                    [(org, today, n) for org, n in counts.items()],
-                )
-        except Exception:
-            # Reporting only (no cap depends on it): a lost second of counts beats a retry loop.
-            log.warning("could not flush the daily job counters", exc_info=True)
+        """Write the buffered counts; when it returns, every count noted before the call is in the table."""
+        async with self._flush_lock:
+            if not self._pending_counts:
+                return
+            counts, self._pending_counts = dict(self._pending_counts), defaultdict(int)
+            today = datetime.now(UTC).date()
+            try:
+                async with self.db.maintenance() as conn:
+                    await conn.executemany(
+                        "INSERT INTO usage_daily AS u (organization_id, day, jobs_created)"
+                        " VALUES ($1, $2, $3) ON CONFLICT (organization_id, day)"
+                        " DO UPDATE SET jobs_created = u.jobs_created + $3",
+                        [(org, today, n) for org, n in counts.items()],
+                    )
+            except Exception:
+                # Reporting only (no cap depends on it): a lost second of counts beats a retry loop.
+                log.warning("could not flush the daily job counters", exc_info=True)
 
     async def stop(self) -> None:
         if self._task is not None:
