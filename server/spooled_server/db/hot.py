@@ -24,7 +24,7 @@ HOT_LOCK = 7_240_003
 # name -> extra function options
 HOT_QUERIES: dict[str, str] = {
     "insert_job": "",
-    "claim_jobs": "SET plan_cache_mode = force_custom_plan",
+    "claim_jobs": "SET enable_hashjoin = off SET enable_mergejoin = off",
     "complete_job": "",
     "fail_job": "",
     "heartbeat_job": "",

@@ -103,16 +103,17 @@ async def test_the_server_claim_path_uses_the_claim_index(
     traced: tuple[asyncpg.Connection, list[str]],
 ) -> None:
     conn, plans = traced
-    # Even a session that asks for generic plans gets a custom plan for claims.
+    # Generic plans are the point: the claim is planned once per session, not once per call.
     await conn.execute("SET plan_cache_mode = force_generic_plan; SET ROLE spooled_app")
     sql = call_sql("claim_jobs", len(CLAIM_ARGS))
-    for _ in range(8):  # past the plan cache's five custom plans, where a generic plan would take over
+    for _ in range(8):  # past the plan cache's five custom plans, where the generic plan takes over
         rows = await conn.fetch(sql, ORG_A, *CLAIM_ARGS)
         assert len(rows) == 10
     claims = _claim_plans(plans)
     assert len(claims) == 8, plans[-3:]
     for plan in claims:
         assert _indexed(plan), plan
+        assert "Hash Join" not in plan and "Merge Join" not in plan, plan
 
 
 async def test_the_generic_plan_and_the_guard_against_it(
@@ -123,21 +124,21 @@ async def test_the_generic_plan_and_the_guard_against_it(
     await conn.execute("SELECT set_config('app.current_org_id', $1, false)", str(ORG_A))
     await conn.execute(f"PREPARE claim_probe(uuid, text, int, text, float8) AS {Q.claim_jobs}")
     args = f"'{ORG_A}'::uuid, 'emails', 10, 'w1', 30"
-    await conn.execute("SET plan_cache_mode = force_custom_plan")
-    custom = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE claim_probe({args})"))
-    assert _indexed(custom), custom
-    await conn.execute("SET plan_cache_mode = force_generic_plan")
-    generic = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE claim_probe({args})"))
-    if not _indexed(generic):
-        # The trap is real on this data (the generic plan guesses LIMIT $3 at 10% of the queue and then
-        # hash-joins the update against every job of the organization): claims must never use it.
-        assert "force_custom_plan" in HOT_QUERIES["claim_jobs"]
+    # The trap: a generic plan guesses LIMIT $3 at 10% of the queue and may hash-join the update against
+    # every job of the organization. The hot function turns hash and merge joins off, which leaves one
+    # primary-key probe per picked row as the only plan, generic or custom.
+    await conn.execute("SET enable_hashjoin = off; SET enable_mergejoin = off")
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        await conn.execute(f"SET plan_cache_mode = {mode}")
+        plan = "\n".join(r[0] for r in await conn.fetch(f"EXPLAIN EXECUTE claim_probe({args})"))
+        assert _indexed(plan), (mode, plan)
     config = await conn.fetchval(
         "SELECT p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
         " WHERE n.nspname = 'spooled_hot' AND p.proname = 'claim_jobs'"
     )
-    assert config is not None and "plan_cache_mode=force_custom_plan" in config
-    # Reads that take the claim-like shape through the transaction helper ask for custom plans too.
+    assert config is not None and {"enable_hashjoin=off", "enable_mergejoin=off"} <= set(config)
+    assert "force_custom_plan" not in HOT_QUERIES["claim_jobs"]
+    # Reads that take the claim-like shape through the transaction helper ask for custom plans.
     db = Database(loaded_db, pool_size=1, maintenance_pool_size=1)
     try:
         async with db.tenant(ORG_A, custom_plan=True) as tx:
@@ -146,3 +147,40 @@ async def test_the_generic_plan_and_the_guard_against_it(
             assert await tx.fetchval("SHOW plan_cache_mode") == "auto"
     finally:
         await db.dispose()
+
+
+async def test_batched_settlements_probe_by_primary_key(
+    traced: tuple[asyncpg.Connection, list[str]],
+) -> None:
+    """A batch of completions or failures costs one primary-key probe per settlement, whatever else is
+    processing: the cached generic plan must not walk the processing jobs (the lease index) and must not
+    rescan the batch once per processing job."""
+    conn, plans = traced
+    # Statistics taken while jobs were in flight under short leases that have run out since: the planner
+    # now believes almost no lease is live, which makes walking the lease index look free.
+    stale = await conn.fetch(call_sql("claim_jobs", len(CLAIM_ARGS)), ORG_B, ORG_B, "reports", 500, "gone", 1.0)
+    assert len(stale) == 500
+    await conn.execute("ANALYZE jobs")
+    await asyncio.sleep(1.2)
+    # Generic plans: the plan cache settles on one after five calls, so it is the one that must be right.
+    await conn.execute("SET plan_cache_mode = force_generic_plan; SET ROLE spooled_app")
+    # Many jobs in flight besides the batch, as on a busy server.
+    in_flight = await conn.fetch(call_sql("claim_jobs", len(CLAIM_ARGS)), ORG_A, ORG_A, "reports", 100, "other",
+                                 300.0)
+    assert len(in_flight) == 100
+    for name in ("complete_jobs_batch", "fail_jobs_batch"):
+        for round_ in range(3):
+            claimed = await conn.fetch(call_sql("claim_jobs", len(CLAIM_ARGS)), ORG_A, ORG_A, "emails", 20,
+                                       "w1", 30.0)
+            ids = [r["id"] for r in claimed]
+            leases = [r["lease_id"] for r in claimed]
+            plans.clear()
+            if name == "complete_jobs_batch":
+                args: tuple[object, ...] = (ids, ["w1"] * 20, leases, [None] * 20, None)
+            else:
+                args = (ids, ["w1"] * 20, leases, ["boom"] * 20, [False] * 20, 60, 3600, 0.0, None)
+            done = await conn.fetch(call_sql(name, len(args) + 1), ORG_A, ORG_A, *args)
+            assert len(done) == 20, (name, round_)
+            [plan] = [p for p in plans if "Update on jobs j" in p]
+            assert "Index Scan using jobs_pkey on jobs j" in plan, plan
+            assert "jobs_lease_idx" not in plan and "jobs_worker_idx" not in plan, plan

@@ -110,8 +110,9 @@ WITH picked AS (
         lease_expires_at = now() + make_interval(secs => $5), started_at = now(), updated_at = now(),
         progress = NULL, progress_message = NULL, progress_updated_at = NULL
     FROM picked
-    -- The id list lets the planner fetch the picked rows by primary key instead of hashing the table.
-    WHERE j.id = picked.id AND j.id = ANY (ARRAY(SELECT id FROM picked))
+    -- One primary-key probe per picked row: the hot function turns hash and merge joins off, so the planner
+    -- never hashes the table (nor rescans a key array per row).
+    WHERE j.id = picked.id AND j.organization_id = $1
     RETURNING j.id, j.queue_name, j.payload, j.retry_count, j.max_retries, j.timeout_seconds,
               j.lease_expires_at, j.lease_id, j.priority, j.created_at, j.workflow_id, picked.status AS old_status
 ), hist AS (
@@ -397,8 +398,10 @@ WITH src AS (
     UPDATE jobs j
     SET status = 'completed', result = s.result, completed_at = now(), updated_at = now(), lease_expires_at = NULL
     FROM src s
-    WHERE j.id = s.id AND j.organization_id = $1 AND j.status = 'processing'
-      AND j.assigned_worker_id = s.worker_id AND j.lease_id = s.lease_id AND j.lease_expires_at > now()
+    -- The guards are written `(…) IS TRUE` so that no partial index can serve them: the only way in is one
+    -- primary-key probe per settlement, however many jobs are processing (the plan is cached and generic).
+    WHERE j.id = s.id AND j.organization_id = $1 AND (j.status = 'processing') IS TRUE
+      AND j.assigned_worker_id = s.worker_id AND j.lease_id = s.lease_id AND (j.lease_expires_at > now()) IS TRUE
       AND ($6::text[] IS NULL OR j.queue_name ~ ANY($6::text[]))
     RETURNING j.id, j.queue_name, j.started_at, j.completed_at, j.workflow_id, j.completion_webhook,
               s.worker_id, s.result
@@ -448,8 +451,9 @@ WITH src AS (
     FROM src s
     JOIN jobs j ON j.id = s.id
     LEFT JOIN queue_configs c ON c.organization_id = j.organization_id AND c.queue_name = j.queue_name
-    WHERE j.organization_id = $1 AND j.status = 'processing'
-      AND j.assigned_worker_id = s.worker_id AND j.lease_id = s.lease_id AND j.lease_expires_at > now()
+    -- `(…) IS TRUE`: one primary-key probe per settlement, as in complete_jobs_batch.
+    WHERE j.organization_id = $1 AND (j.status = 'processing') IS TRUE
+      AND j.assigned_worker_id = s.worker_id AND j.lease_id = s.lease_id AND (j.lease_expires_at > now()) IS TRUE
       AND ($10::text[] IS NULL OR j.queue_name ~ ANY($10::text[]))
     FOR UPDATE OF j
 ), calc AS (
