@@ -22,7 +22,7 @@ from ._common import (
     already_finished,
     as_settlement_result,
     batch_results,
-    claim_now,
+    claim_size,
     error_text,
     inband_error,
     is_lease_lost,
@@ -362,6 +362,7 @@ class _AsyncRunning:
     lost: bool = False
     settling: bool = False
     abandoned: bool = False
+    handling: bool = True  # the handler has not returned yet
 
 
 class AsyncSpooledWorker:
@@ -400,6 +401,7 @@ class AsyncSpooledWorker:
             else _AsyncRestBackend(client, self.options)
         )
         self._running: dict[str, _AsyncRunning] = {}
+        self._handling = 0  # jobs whose handler has not returned (the rest of _running are settling)
         self._slot_free: asyncio.Event | None = None
         self._stopping: asyncio.Event | None = None
         self._stopped: asyncio.Event | None = None
@@ -537,9 +539,8 @@ class AsyncSpooledWorker:
         try:
             while not self._stopping.is_set():
                 asked = sum(claims.values())
-                busy = len(self._running) + asked
-                if len(claims) < depth and claim_now(opts.concurrency, busy, opts.batch_size):
-                    n = min(opts.concurrency - len(self._running) - asked, opts.batch_size)
+                n = claim_size(opts.concurrency, self._handling, len(self._running), asked, opts.batch_size)
+                if len(claims) < depth and n:
                     claims[asyncio.create_task(self._backend.claim(n, opts.claim_wait_secs))] = n
                     continue
                 self._slot_free.clear()
@@ -582,16 +583,17 @@ class AsyncSpooledWorker:
         # Keyed by lease: a job re-claimed after its lease expired is a new attempt, the old one
         # must still be found (and fenced) by the lease keeper.
         self._running[job.lease_id] = running
+        self._handling += 1
         await self._emit("job:claimed", job)
         running.task = asyncio.create_task(self._execute(running))
 
     async def _execute(self, running: _AsyncRunning) -> None:
         job, ctx = running.job, running.ctx
         assert self._handler is not None and self._slot_free is not None
-        await self._emit("job:started", job)
         error: BaseException | None = None
         result: Any = None
         try:
+            await self._emit("job:started", job)
             if inspect.iscoroutinefunction(self._handler):
                 result = await self._handler(ctx)
             else:
@@ -599,15 +601,25 @@ class AsyncSpooledWorker:
                 if inspect.isawaitable(result):
                     result = await result
         except asyncio.CancelledError:
+            self._handler_returned(running)
             if not running.abandoned:
                 raise
             return
         except Exception as exc:
             error = exc
+        self._handler_returned(running)
         try:
             await self._settle(running, result, error)
         finally:
             self._running.pop(job.lease_id, None)
+            self._slot_free.set()
+
+    def _handler_returned(self, running: _AsyncRunning) -> None:
+        """The job's slot is free for the next claim; its settlement may still be on the wire."""
+        if running.handling:
+            running.handling = False
+            self._handling -= 1
+            assert self._slot_free is not None
             self._slot_free.set()
 
     async def _settle(self, running: _AsyncRunning, result: Any, error: BaseException | None) -> None:

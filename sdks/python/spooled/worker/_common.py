@@ -244,11 +244,19 @@ def batch_results(response: Any, count: int) -> list[Any] | None:
     return [as_settlement_result(response)] * count  # the whole message was refused (a rate limit)
 
 
-def claim_now(concurrency: int, running: int, batch_size: int) -> bool:
-    """Whether the claim loop asks for more jobs: when nothing runs, or when at least half a batch of slots
-    is free. Claiming each single freed slot would cost a round trip per job under load."""
-    free = concurrency - running
-    if free <= 0:
-        return False
-    return running == 0 or free >= max(1, min(batch_size, concurrency) // 2)
+def claim_size(concurrency: int, handling: int, held: int, asked: int, batch_size: int) -> int:
+    """How many jobs the claim loop asks for now; 0 means not now.
 
+    Slots are counted by handlers still running (``handling``) plus jobs already asked for: a job whose
+    handler has returned only waits for the server to confirm its settlement, so its slot is free at once
+    and the next claim travels together with that settlement. Jobs held while their settlement is on the
+    wire (``held`` counts every job the worker holds) are capped at one more concurrency's worth, so slow
+    confirmations cannot pile up claims. The loop claims when nothing runs, or when at least half a batch
+    of slots is free: claiming each single freed slot would cost a round trip per job under load."""
+    busy = handling + asked
+    free = min(concurrency - busy, 2 * concurrency - held - asked)
+    if free <= 0:
+        return 0
+    if busy == 0 or free >= max(1, min(batch_size, concurrency) // 2):
+        return min(free, batch_size)
+    return 0

@@ -7,6 +7,7 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from ._common import (
     already_finished,
     as_settlement_result,
     batch_results,
-    claim_now,
+    claim_size,
     error_text,
     inband_error,
     is_lease_lost,
@@ -100,7 +101,7 @@ class _Backend(Protocol):
     registered: bool
 
     def open(self) -> None: ...
-    def claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]: ...
+    def claim(self, limit: int, wait_secs: float) -> Future[list[ClaimedJob]]: ...
     def complete(self, job: ClaimedJob, result: Any) -> None: ...
     def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None: ...
     def renew(self, job: ClaimedJob) -> None: ...
@@ -125,7 +126,16 @@ class _RestBackend:
             except NotFoundError:
                 log.warning("server has no worker registry; running unregistered")
 
-    def claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]:
+    def claim(self, limit: int, wait_secs: float) -> Future[list[ClaimedJob]]:
+        """A long poll, answered before this returns (one is in flight at a time)."""
+        claimed: Future[list[ClaimedJob]] = Future()
+        try:
+            claimed.set_result(self._claim(limit, wait_secs))
+        except BaseException as exc:
+            claimed.set_exception(exc)
+        return claimed
+
+    def _claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]:
         response = self.client.jobs.claim(
             self.o.queue_name,
             self.o.worker_id,
@@ -282,8 +292,10 @@ class _GrpcBackend:
             raise inband_error(response.error.code, response.error.message)
         return response
 
-    def claim(self, limit: int, wait_secs: float) -> list[ClaimedJob]:
-        from ..grpc import from_struct, pb
+    def claim(self, limit: int, wait_secs: float) -> Future[list[ClaimedJob]]:
+        """Sends a dequeue and returns at once: the jobs arrive with its reply (replies come back in order,
+        so several claims can be on the wire together)."""
+        from ..grpc import pb
 
         request = pb.ProcessRequest(
             dequeue=pb.DequeueRequest(
@@ -294,7 +306,23 @@ class _GrpcBackend:
                 batch_response=True,
             )
         )
-        response = self._send(request)
+        claimed: Future[list[ClaimedJob]] = Future()
+
+        def landed(reply: Future[Any]) -> None:
+            try:
+                claimed.set_result(self._jobs(reply.result()))
+            except BaseException as exc:
+                claimed.set_exception(exc)
+
+        self._stream().send(request).add_done_callback(landed)
+        return claimed
+
+    @staticmethod
+    def _jobs(response: Any) -> list[ClaimedJob]:
+        from ..grpc import from_struct
+
+        if response.WhichOneof("response") == "error":
+            raise inband_error(response.error.code, response.error.message)
         jobs = response.job_batch.jobs if response.WhichOneof("response") == "job_batch" else [response.job]
         return [
             ClaimedJob(
@@ -406,6 +434,7 @@ class _Running:
     lost: bool = False
     settling: bool = False
     abandoned: bool = False
+    handling: bool = True  # the handler has not returned yet
 
 
 class SpooledWorker:
@@ -452,6 +481,7 @@ class SpooledWorker:
             else _RestBackend(client, self.options)
         )
         self._running: dict[str, _Running] = {}
+        self._handling = 0  # jobs whose handler has not returned (the rest of _running are settling)
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -586,34 +616,65 @@ class SpooledWorker:
             self._emit("stopped")
 
     def _claim_loop(self) -> None:
+        opts = self.options
+        # Claims over one gRPC stream overlap cheaply (replies come back in order): two stay in flight, so
+        # the next batch is on its way while this one runs. A REST long poll holds one.
+        depth = 1 if self._backend.long_polls else 2
+        claims: deque[tuple[Future[list[ClaimedJob]], int]] = deque()  # in flight, oldest first
         idle_backoff = 0.0
         error_backoff = 0.0
-        while not self._stopping.is_set():
+
+        def landed(_: Future[list[ClaimedJob]]) -> None:
             with self._cond:
-                while not self._stopping.is_set() and not claim_now(
-                    self.options.concurrency, len(self._running), self.options.batch_size
-                ):
-                    self._cond.wait()
-                free = self.options.concurrency - len(self._running)
-            if self._stopping.is_set():
-                return
-            try:
-                jobs = self._backend.claim(min(free, self.options.batch_size), self.options.claim_wait_secs)
-                error_backoff = 0.0
-            except SpooledError as exc:
-                self._emit("error", exc)
-                delay = exc.retry_after if isinstance(exc, RateLimitError) and exc.retry_after else None
-                error_backoff = min(max(error_backoff * 2, 0.5), 10.0)
-                self._stopping.wait(delay or error_backoff)
-                continue
-            for job in jobs:
-                self._start_job(job)
-            if jobs:
-                idle_backoff = 0.0
-            elif not self._backend.long_polls:
-                # ProcessJobs answers at once; poll again with a growing pause, capped low for latency.
-                idle_backoff = min(max(idle_backoff * 2, 0.005), 0.25)
-                self._stopping.wait(idle_backoff)
+                self._cond.notify_all()
+
+        try:
+            while not self._stopping.is_set():
+                with self._cond:
+                    n = 0
+                    while not self._stopping.is_set():
+                        if claims and claims[0][0].done():
+                            break
+                        asked = sum(k for _, k in claims)
+                        n = claim_size(opts.concurrency, self._handling, len(self._running), asked,
+                                       opts.batch_size)
+                        if len(claims) < depth and n:
+                            break
+                        self._cond.wait()
+                if self._stopping.is_set():
+                    return
+                if not (claims and claims[0][0].done()):
+                    claim = self._backend.claim(n, opts.claim_wait_secs)
+                    claims.append((claim, n))
+                    claim.add_done_callback(landed)
+                    continue
+                claim, _ = claims.popleft()
+                try:
+                    jobs = claim.result()
+                    error_backoff = 0.0
+                except SpooledError as exc:
+                    self._emit("error", exc)
+                    delay = exc.retry_after if isinstance(exc, RateLimitError) and exc.retry_after else None
+                    error_backoff = min(max(error_backoff * 2, 0.5), 10.0)
+                    self._stopping.wait(delay or error_backoff)
+                    continue
+                for job in jobs:
+                    self._start_job(job)
+                if jobs:
+                    idle_backoff = 0.0
+                elif not self._backend.long_polls:
+                    # ProcessJobs answers at once; poll again with a growing pause, capped low for latency.
+                    idle_backoff = min(max(idle_backoff * 2, 0.005), 0.25)
+                    self._stopping.wait(idle_backoff)
+        finally:
+            # Stopping with claims on the wire: let them land; their jobs run or are released at shutdown.
+            for claim, _ in claims:
+                try:
+                    jobs = claim.result(timeout=opts.claim_wait_secs + 5)
+                except Exception:  # the stream broke or the reply never came: the leases expire
+                    continue
+                for job in jobs:
+                    self._start_job(job)
 
     def _start_job(self, job: ClaimedJob) -> None:
         running = _Running(
@@ -625,6 +686,7 @@ class SpooledWorker:
         # must still be found (and fenced) by the lease keeper.
         with self._cond:
             self._running[job.lease_id] = running
+            self._handling += 1
         self._emit("job:claimed", job)
         assert self._pool is not None
         self._pool.submit(self._execute, running)
@@ -640,6 +702,12 @@ class SpooledWorker:
             result = self._handler(ctx)
         except Exception as exc:
             error = exc
+        finally:
+            # The slot is free for the next claim now; the settlement below may still be on the wire.
+            with self._cond:
+                running.handling = False
+                self._handling -= 1
+                self._cond.notify_all()
         try:
             self._settle(running, result, error)
         finally:
