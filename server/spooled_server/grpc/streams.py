@@ -1,14 +1,17 @@
 """The two worker streams: StreamJobs (server push) and ProcessJobs (bidirectional), grpc.md sections 3-4.
 
-ProcessJobs keeps three activities apart so that none waits for another needlessly:
+ProcessJobs keeps its activities apart so that none waits for another needlessly:
 - a reader takes requests off the wire as they arrive (bounded read-ahead, so a flooding client is slowed by
   HTTP/2 flow control rather than growing our memory);
-- a worker takes *everything that has arrived* as one group and works through it in order; completions
-  and failures (single or in a settle_batch) are gathered and applied in one statement per kind (a batch
-  keeps per-job fencing: each row is guarded by its own worker and lease), flushed before any renew so
-  effects keep their order; the group's claims run beside that statement on another connection;
-- the handler itself (an async generator) sends the replies, one per request and in request order, while
-  the worker is already busy with the next group's database work.
+- a dispatcher takes *everything that has arrived* as one group and goes on with the next group at once
+  (a few groups at most are in flight). A group's claims start right away; they wait for nothing but the
+  stream's earlier claims (one after another, in request order, so the first request gets the first jobs);
+- an applier applies completions, failures (single or in a settle_batch) and lease renewals in request
+  order, taking everything queued since its last statement as one batch, on another connection than the
+  claims: completions and failures are gathered into one statement per kind (a batch keeps per-job fencing:
+  each row is guarded by its own worker and lease), flushed before any renew so effects keep their order;
+- the handler itself (an async generator) sends the replies, one per request and in request order, as each
+  group's are ready.
 Jobs claimed for a reply that was never sent go back to pending as soon as the stream ends, whatever the
 reason (client cancel, transport error, deadline, server shutdown).
 """
@@ -37,7 +40,7 @@ log = logging.getLogger("spooled_server.grpc")
 
 MAX_GROUP = 1000  # requests handled together
 MAX_READ_AHEAD = 2000  # requests buffered before the reader stops reading
-MAX_REPLY_GROUPS = 4  # groups of replies waiting to be sent before the worker waits
+MAX_GROUPS_IN_FLIGHT = 4  # groups being worked on or waiting to be sent before the dispatcher waits
 MAX_SETTLE_BATCH = 1000  # settlements in one settle_batch message
 
 _NO_JOBS = pb.ProcessResponse(error=pb.ErrorResponse(code="NO_JOBS", message="No jobs available"))
@@ -142,6 +145,9 @@ async def stream_jobs(rt: Runtime, request: pb.StreamJobsRequest, context: grpc.
 # --- ProcessJobs ------------------------------------------------------------------------------------------
 
 
+_Key = tuple[int, int]  # (group number, request index in the group)
+
+
 class _Session:
     def __init__(self, rt: Runtime, context: grpc.aio.ServicerContext, key: str) -> None:
         self.rt = rt
@@ -154,11 +160,19 @@ class _Session:
         self.room.set()
         self.eof = False
         self.read_error: BaseException | None = None  # a request that could not be read (malformed)
-        self.replies: deque[list[tuple[pb.ProcessResponse, int]] | None] = deque()
+        # Groups in request order, each a task that returns its replies; None ends the stream.
+        self.replies: deque[asyncio.Task[list[tuple[pb.ProcessResponse, int]]] | None] = deque()
         self.replies_ready = asyncio.Event()
         self.sender_room = asyncio.Event()
         self.sender_room.set()
         self.sender_gone = False
+        self.closed = False
+        self.groups: set[asyncio.Task[Any]] = set()  # group and claim tasks, cancelled when the stream ends
+        self.claim_turn = asyncio.Lock()  # claims run in request order (the lock wakes its waiters in order)
+        # Settlements and renewals waiting for the applier, in request order, with a future for their replies.
+        self.to_apply: deque[tuple[Principal, list[tuple[_Key, str, pb.ProcessRequest]],
+                                   asyncio.Future[dict[_Key, tuple[pb.ProcessResponse, int]]]]] = deque()
+        self.apply_ready = asyncio.Event()
         # token -> (org, worker, job ids): claims whose reply has not been written yet
         self.undelivered: dict[int, tuple[uuid.UUID, str, list[uuid.UUID]]] = {}
         self._tokens = itertools.count(1)
@@ -187,32 +201,128 @@ class _Session:
             self.eof = True
             self.input_ready.set()
 
-    # --- the worker -------------------------------------------------------------------------------------
+    # --- the dispatcher ---------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self.groups.add(task)
+        task.add_done_callback(self.groups.discard)
+        return task
 
     async def run(self) -> None:
-        """Work through the requests as they arrive; each group's replies go to the handler to send."""
+        """Take the requests as they arrive, a group at a time: claims start, the rest queues for the applier,
+        and a task per group gathers its replies."""
         try:
-            while not self.rt.closing and not self.sender_gone and self.read_error is None:
+            for number in itertools.count():
+                if self.rt.closing or self.sender_gone or self.read_error is not None:
+                    break
                 if not self.inbox:
                     if self.eof:
                         break
                     self.input_ready.clear()
                     await self.input_ready.wait()
                     continue
+                while len(self.replies) >= MAX_GROUPS_IN_FLIGHT and not self.sender_gone:
+                    self.sender_room.clear()
+                    await self.sender_room.wait()
+                if self.sender_gone:
+                    break
                 take = min(len(self.inbox), MAX_GROUP)
                 group = [self.inbox.popleft() for _ in range(take)]
                 if not self.room.is_set() and len(self.inbox) < MAX_READ_AHEAD:
                     self.room.set()
-                replies = await self.handle(group)
-                while len(self.replies) >= MAX_REPLY_GROUPS and not self.sender_gone:
-                    self.sender_room.clear()
-                    await self.sender_room.wait()
-                self.replies.append(replies)
+                self.replies.append(self._spawn(await self._dispatch(number, group)))
                 self.replies_ready.set()
         finally:
             # Whatever ends the work, the sender flushes what was answered and then stops.
             self.replies.append(None)
             self.replies_ready.set()
+
+    async def _dispatch(self, number: int, group: list[pb.ProcessRequest]) -> Any:
+        """Start the group's claims and queue its other requests (in order); returns the coroutine that
+        gathers its replies."""
+        try:
+            principal = await self.rt.principal_for(self.key)  # revoked or expired keys stop here
+        except SpooledError as exc:
+            return self._constant([self._error(exc)] * len(group))
+        early: dict[int, tuple[pb.ProcessResponse, int]] = {}
+        claims: list[tuple[int, asyncio.Task[tuple[pb.ProcessResponse, int]]]] = []
+        ordered: list[tuple[_Key, str, pb.ProcessRequest]] = []
+        for index, request in enumerate(group):
+            which = request.WhichOneof("request")
+            try:
+                self.rt.limit_message(principal)
+            except Exception as exc:
+                early[index] = self._error(exc)
+                continue
+            if which == "dequeue":
+                # A claim needs no settlement applied first: it may or may not see a dependent job that one
+                # releases; either is correct, and that job is picked up next time.
+                claims.append((index, self._spawn(self._dequeue(principal, request.dequeue))))
+            else:
+                ordered.append(((number, index), which, request))
+        applied: asyncio.Future[dict[_Key, tuple[pb.ProcessResponse, int]]] | None = None
+        if ordered:
+            applied = asyncio.get_running_loop().create_future()
+            self.to_apply.append((principal, ordered, applied))
+            self.apply_ready.set()
+        return self._gather(len(group), early, claims, applied)
+
+    @staticmethod
+    async def _constant(replies: list[tuple[pb.ProcessResponse, int]]) -> Any:
+        return replies
+
+    async def _gather(
+        self, size: int, early: dict[int, tuple[pb.ProcessResponse, int]],
+        claims: list[tuple[int, asyncio.Task[tuple[pb.ProcessResponse, int]]]],
+        applied: asyncio.Future[dict[_Key, tuple[pb.ProcessResponse, int]]] | None,
+    ) -> list[tuple[pb.ProcessResponse, int]]:
+        """One reply per request, in order. Per-request failures become in-band errors."""
+        out: list[tuple[pb.ProcessResponse, int] | None] = [None] * size
+        try:
+            for index, reply in early.items():
+                out[index] = reply
+            if applied is not None:
+                for (_, index), reply in (await applied).items():
+                    out[index] = reply
+            for index, claim in claims:
+                try:
+                    out[index] = await claim
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    out[index] = self._error(exc)
+            return out  # type: ignore[return-value]
+        finally:
+            for _, claim in claims:
+                claim.cancel()  # no-op once finished; a claim mid-statement releases its jobs itself
+
+    # --- the applier ------------------------------------------------------------------------------------
+
+    async def apply(self) -> None:
+        """Apply queued settlements and renewals in request order: everything queued since the last batch
+        goes together (one statement per kind where the order allows)."""
+        while True:
+            while not self.to_apply:
+                self.apply_ready.clear()
+                await self.apply_ready.wait()
+            batch = list(self.to_apply)
+            self.to_apply.clear()
+            principal = batch[-1][0]  # the latest check of the key
+            try:
+                replies = await self._apply(principal, [op for _, ops, _ in batch for op in ops])
+            except asyncio.CancelledError:
+                for _, _, future in batch:
+                    future.cancel()
+                raise
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for _, ops, future in batch:
+                if not future.done():
+                    future.set_result({key: replies[key] for key, _, _ in ops})
 
     def release_undelivered(self) -> None:
         pending, self.undelivered = self.undelivered, {}
@@ -221,10 +331,11 @@ class _Session:
 
     def close(self, tasks: tuple[asyncio.Task[None], ...]) -> None:
         """End the session (idempotent): stop reading and working, and release what was never delivered."""
+        self.closed = True
         self.sender_gone = True
         self.sender_room.set()
-        for task in tasks:
-            task.cancel()
+        for task in (*tasks, *self.groups):
+            task.cancel()  # a claim cancelled mid-statement releases its jobs itself (Runtime.claim)
         self.release_undelivered()
         self.rt.close_session(self)  # last: shutdown waits for the sessions, then for their releases
 
@@ -232,22 +343,18 @@ class _Session:
         code, message = in_band(exc, hard_payload_cap=self.rt.hard_payload_cap)
         return pb.ProcessResponse(error=pb.ErrorResponse(code=code, message=message)), 0
 
-    async def handle(self, group: list[pb.ProcessRequest]) -> list[tuple[pb.ProcessResponse, int]]:
-        """One reply per request, in order. Per-request failures become in-band errors."""
-        try:
-            principal = await self.rt.principal_for(self.key)  # revoked or expired keys stop here
-        except SpooledError as exc:
-            error = self._error(exc)
-            return [error] * len(group)
-        out: list[tuple[pb.ProcessResponse, int] | None] = [None] * len(group)
-        # Settlements waiting to be applied, keyed (request index, position in its settle_batch or -1).
-        settle: list[tuple[tuple[int, int], str, jobs.Settlement]] = []
+    async def _apply(
+        self, principal: Principal, ordered: list[tuple[_Key, str, pb.ProcessRequest]]
+    ) -> dict[_Key, tuple[pb.ProcessResponse, int]]:
+        """Completions, failures and renewals in request order; one reply per request key."""
+        out: dict[_Key, tuple[pb.ProcessResponse, int]] = {}
+        # Settlements waiting to be applied, keyed (request key, position in its settle_batch or -1).
+        settle: list[tuple[tuple[_Key, int], str, jobs.Settlement]] = []
         settle_ids: set[uuid.UUID] = set()
-        settled: dict[tuple[int, int], tuple[str, Any]] = {}  # key -> (kind, outcome or exception)
-        batches: dict[int, int] = {}  # request index -> number of settlements in its settle_batch
-        dequeues: list[tuple[int, pb.DequeueRequest]] = []
+        settled: dict[tuple[_Key, int], tuple[str, Any]] = {}  # key -> (kind, outcome or exception)
+        batches: dict[_Key, int] = {}  # request key -> number of settlements in its settle_batch
 
-        async def add(key: tuple[int, int], which: str, item: jobs.Settlement) -> None:
+        async def add(key: tuple[_Key, int], which: str, item: jobs.Settlement) -> None:
             nonlocal settle, settle_ids
             if item.job_id in settle_ids:  # the same job twice: keep the order of its effects
                 await self._flush(principal, settle, settled)
@@ -255,20 +362,18 @@ class _Session:
             settle.append((key, which, item))
             settle_ids.add(item.job_id)
 
-        for index, request in enumerate(group):
-            which = request.WhichOneof("request")
+        for key, which, request in ordered:
             try:
-                self.rt.limit_message(principal)
                 if which == "complete" or which == "fail":
                     item = self._settlement(request.complete if which == "complete" else request.fail, which)
-                    await add((index, -1), which, item)
+                    await add((key, -1), which, item)
                     continue
                 if which == "settle_batch":
                     items = request.settle_batch.settlements
                     if len(items) > MAX_SETTLE_BATCH:
                         limit = f"must hold at most {MAX_SETTLE_BATCH} settlements"
                         raise ValidationFailed("settle_batch.settlements", limit, rule="length")
-                    batches[index] = len(items)
+                    batches[key] = len(items)
                     for sub, entry in enumerate(items):
                         kind = entry.WhichOneof("settlement")
                         try:
@@ -278,50 +383,30 @@ class _Session:
                             body = entry.complete if kind == "complete" else entry.fail
                             item = self._settlement(body, kind)
                         except SpooledError as exc:
-                            settled[(index, sub)] = ("error", exc)
+                            settled[(key, sub)] = ("error", exc)
                             continue
-                        await add((index, sub), kind, item)
-                    continue
-                if which == "dequeue":
-                    # Claims run after the loop, beside the settlements' statement (another connection):
-                    # neither waits for the other. A claim may or may not see what those settlements
-                    # release (a dependent job); either is correct, and it is picked up next time.
-                    dequeues.append((index, request.dequeue))
+                        await add((key, sub), kind, item)
                     continue
                 if settle:
                     await self._flush(principal, settle, settled)
                     settle, settle_ids = [], set()
                 if which == "renew_lease":
-                    out[index] = await self._renew(principal, request.renew_lease)
+                    out[key] = await self._renew(principal, request.renew_lease)
                 else:
-                    out[index] = (_INVALID_REQUEST, 0)
+                    out[key] = (_INVALID_REQUEST, 0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                out[index] = self._error(exc)
-
-        async def claim_in_order() -> None:
-            for index, request in dequeues:
-                try:
-                    out[index] = await self._dequeue(principal, request)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    out[index] = self._error(exc)
-
-        if settle and dequeues:
-            await asyncio.gather(self._flush(principal, settle, settled), claim_in_order())
-        elif settle:
+                out[key] = self._error(exc)
+        if settle:
             await self._flush(principal, settle, settled)
-        elif dequeues:
-            await claim_in_order()
-        for (index, sub), (kind, outcome) in settled.items():
+        for (key, sub), (kind, outcome) in settled.items():
             if sub < 0:
-                out[index] = (self._settled_reply(kind, outcome), 0)
-        for index, count in batches.items():
-            results = [self._settled_result(*settled[(index, sub)]) for sub in range(count)]
-            out[index] = (pb.ProcessResponse(settle_batch=pb.SettleBatchResponse(results=results)), 0)
-        return out  # type: ignore[return-value]
+                out[key] = (self._settled_reply(kind, outcome), 0)
+        for key, count in batches.items():
+            results = [self._settled_result(*settled[(key, sub)]) for sub in range(count)]
+            out[key] = (pb.ProcessResponse(settle_batch=pb.SettleBatchResponse(results=results)), 0)
+        return out
 
     def _settled_reply(self, kind: str, outcome: Any) -> pb.ProcessResponse:
         if isinstance(outcome, BaseException):
@@ -350,8 +435,8 @@ class _Session:
         retry = request.HasField("retry") and request.retry
         return jobs.Settlement(job_id, worker, lease, error=r.truncate_error(request.error), retry=retry)
 
-    async def _flush(self, principal: Principal, settle: list[tuple[tuple[int, int], str, jobs.Settlement]],
-                     settled: dict[tuple[int, int], tuple[str, Any]]) -> None:
+    async def _flush(self, principal: Principal, settle: list[tuple[tuple[_Key, int], str, jobs.Settlement]],
+                     settled: dict[tuple[_Key, int], tuple[str, Any]]) -> None:
         for kind in ("complete", "fail"):
             part = [(key, item) for key, which, item in settle if which == kind]
             if not part:
@@ -380,9 +465,13 @@ class _Session:
         batch = request.batch_response
         # Legacy single-job replies ignore batch_size, as the reference does.
         limit = (1 if request.batch_size == 0 else r.clamp(request.batch_size, 1, 100)) if batch else 1
-        rows = await self.rt.claim(principal, queue, worker, limit, lease)
+        async with self.claim_turn:
+            rows = await self.rt.claim(principal, queue, worker, limit, lease)
         token = 0
         if rows:
+            if self.closed:  # the stream ended while the claim ran: nobody will deliver these
+                self.rt.release_later(principal.org_id, worker, [row["id"] for row in rows])
+                raise asyncio.CancelledError
             token = next(self._tokens)
             self.undelivered[token] = (principal.org_id, worker, [row["id"] for row in rows])
         to_job = convert.ClaimedJobs(principal.org_id, worker, lease).job
@@ -420,17 +509,28 @@ async def process_jobs(servicer: Any, request_iterator: Any, context: grpc.aio.S
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     session = _Session(rt, context, key)
     rt.open_session(session)
-    tasks = (asyncio.ensure_future(session.read()), asyncio.ensure_future(session.run()))
+    tasks = (asyncio.ensure_future(session.read()), asyncio.ensure_future(session.run()),
+             asyncio.ensure_future(session.apply()))
     # Runs however the call ends, even if gRPC drops this generator while it is suspended at a yield.
     context.add_done_callback(lambda _ctx: session.close(tasks))
+    worker_failure: BaseException | None = None
     try:
         while True:
             while not session.replies:
                 session.replies_ready.clear()
                 await session.replies_ready.wait()
-            group = session.replies.popleft()
+            pending = session.replies.popleft()
             session.sender_room.set()
-            if group is None:
+            if pending is None:
+                break
+            try:
+                group = await pending
+            except asyncio.CancelledError:
+                if not pending.cancelled():
+                    raise  # this call is being cancelled
+                break  # the session was closed under us
+            except Exception as exc:
+                worker_failure = exc
                 break
             for reply, token in group:
                 yield reply
@@ -438,7 +538,8 @@ async def process_jobs(servicer: Any, request_iterator: Any, context: grpc.aio.S
                     session.undelivered.pop(token, None)
     finally:
         session.close(tasks)
-    worker_failure = tasks[1].exception() if tasks[1].done() and not tasks[1].cancelled() else None
+    if worker_failure is None and tasks[1].done() and not tasks[1].cancelled():
+        worker_failure = tasks[1].exception()
     if rt.closing:
         await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
     if session.read_error is not None:

@@ -146,6 +146,39 @@ async def test_process_jobs_replies_in_order_with_in_band_errors(client: Client,
     assert await call.code() == grpc.StatusCode.OK
 
 
+async def test_pipelined_messages_keep_their_effects_in_order(client: Client, tenant: Tenant) -> None:
+    """Claims may overtake earlier settlements, but settlements and renewals apply in the order sent, even
+    when they land in different groups: a renewal sent right after a completion always finds the job
+    finished, and each job's claim reply comes back in request order."""
+    queue = new_queue()
+    bulk(tenant, queue, 60)
+    call = client.process()
+    (first,) = await exchange(call, [dequeue_request(queue, "w", batch_size=30, batch=True)])
+    jobs = list(first.job_batch.jobs)
+    assert len(jobs) == 30
+    requests: list[pb.ProcessRequest] = []
+    for job in jobs:
+        requests += [
+            complete_request(job, "w"),
+            pb.ProcessRequest(renew_lease=pb.RenewLeaseRequest(job_id=job.id, worker_id="w", lease_id=job.lease_id,
+                                                               extension_secs=60)),
+            dequeue_request(queue, "w", batch_size=1, batch=True),
+        ]
+    replies: list[pb.ProcessResponse] = []
+    for request in requests:  # one message at a time on the wire, read afterwards: many small groups
+        await call.write(request)
+        await asyncio.sleep(0)
+    replies = [await call.read() for _ in requests]
+    kinds = [r.WhichOneof("response") for r in replies]
+    assert kinds == ["complete", "error", "job_batch"] * 30, kinds
+    assert {r.error.code for r in replies[1::3]} == {"NOT_FOUND"}  # finished: no lease left to renew
+    claimed = [job.id for r in replies[2::3] for job in r.job_batch.jobs]
+    assert len(claimed) == len(set(claimed)) == 30  # each of the other 30 jobs claimed exactly once
+    assert not set(claimed) & {j.id for j in jobs}
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
+
+
 async def test_settlements_sent_together_are_applied_in_one_statement(
     client: Client, tenant: Tenant, owner_db: asyncpg.Connection
 ) -> None:
