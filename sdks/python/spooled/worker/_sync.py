@@ -102,12 +102,24 @@ class _Backend(Protocol):
 
     def open(self) -> None: ...
     def claim(self, limit: int, wait_secs: float) -> Future[list[ClaimedJob]]: ...
-    def complete(self, job: ClaimedJob, result: Any) -> None: ...
-    def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None: ...
+    def send_complete(self, job: ClaimedJob, result: Any) -> Future[Any]: ...
+    def finish_complete(self, job: ClaimedJob, result: Any, sent: Future[Any]) -> None: ...
+    def send_fail(self, job: ClaimedJob, error: str, retry: bool) -> Future[Any]: ...
+    def finish_fail(self, job: ClaimedJob, error: str, retry: bool, sent: Future[Any]) -> bool | None: ...
     def renew(self, job: ClaimedJob) -> None: ...
     def heartbeat(self, current_jobs: int, draining: bool) -> bool: ...
     def deregister(self) -> None: ...
     def close(self) -> None: ...
+
+
+def _resolved(call: Callable[[], Any]) -> Future[Any]:
+    """Runs a blocking call now and returns its outcome (value or exception) as a finished future."""
+    done: Future[Any] = Future()
+    try:
+        done.set_result(call())
+    except BaseException as exc:
+        done.set_exception(exc)
+    return done
 
 
 class _RestBackend:
@@ -157,15 +169,23 @@ class _RestBackend:
             for j in response.jobs
         ]
 
-    def complete(self, job: ClaimedJob, result: Any) -> None:
-        self.client.jobs.complete(job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, result=result)
+    # A settlement is one blocking request: "sending" it runs it, and its outcome waits in the future.
 
-    def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None:
+    def send_complete(self, job: ClaimedJob, result: Any) -> Future[Any]:
+        return _resolved(lambda: self.client.jobs.complete(
+            job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, result=result))
+
+    def finish_complete(self, job: ClaimedJob, result: Any, sent: Future[Any]) -> None:
+        sent.result()
+
+    def send_fail(self, job: ClaimedJob, error: str, retry: bool) -> Future[Any]:
         # REST has no "do not retry" flag: the server's retry policy decides.
-        response = self.client.jobs.fail(
-            job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error
-        )
-        return bool(response.will_retry) if isinstance(response.will_retry, bool) else None
+        return _resolved(lambda: self.client.jobs.fail(
+            job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error))
+
+    def finish_fail(self, job: ClaimedJob, error: str, retry: bool, sent: Future[Any]) -> bool | None:
+        will_retry = sent.result().will_retry
+        return bool(will_retry) if isinstance(will_retry, bool) else None
 
     def renew(self, job: ClaimedJob) -> None:
         self.client.jobs.heartbeat(
@@ -204,20 +224,23 @@ class _SyncSettler:
         self.closed = False
         self.batching = True
 
-    def settle(self, settlement: Any) -> Any:
-        """The ``SettlementResult`` for one settlement; NetworkError when the stream broke."""
+    def submit(self, settlement: Any) -> Future[Any]:
+        """Queues one settlement without waiting: the future gets its ``SettlementResult``, or NetworkError
+        when the stream broke."""
         if not self.batching:
-            return as_settlement_result(self.backend.stream_send(single_settlement_request(settlement)))
+            return _resolved(lambda: as_settlement_result(
+                self.backend.stream_send(single_settlement_request(settlement))))
         future: Future[Any] = Future()
         with self.cond:
             if self.closed:
-                raise NetworkError("worker stopped", code="STREAM_CLOSED")
+                future.set_exception(NetworkError("worker stopped", code="STREAM_CLOSED"))
+                return future
             self.waiting.append((settlement, future))
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="spooled-settler", daemon=True)
                 self.thread.start()
             self.cond.notify()
-        return future.result()
+        return future
 
     def close(self) -> None:
         with self.cond:
@@ -338,28 +361,37 @@ class _GrpcBackend:
             for j in jobs
         ]
 
-    def complete(self, job: ClaimedJob, result: Any) -> None:
+    # Settlements go out through the settler (batched) and the handler's thread moves on; the reply is
+    # read when it lands.
+
+    def send_complete(self, job: ClaimedJob, result: Any) -> Future[Any]:
         from ..grpc import pb, to_struct
 
         request = pb.CompleteRequest(job_id=job.id, worker_id=self.o.worker_id, lease_id=job.lease_id)
         if result is not None:
             request.result.CopyFrom(to_struct(result))
+        return self.settler.submit(pb.Settlement(complete=request))
+
+    def finish_complete(self, job: ClaimedJob, result: Any, sent: Future[Any]) -> None:
         try:
-            outcome = self.settler.settle(pb.Settlement(complete=request))
+            outcome = sent.result()
         except NetworkError:
             self.grpc.complete(job.id, self.o.worker_id, job.lease_id, result)  # the stream broke: unary
             return
         if outcome.WhichOneof("result") == "error":
             raise inband_error(outcome.error.code, outcome.error.message)
 
-    def fail(self, job: ClaimedJob, error: str, retry: bool) -> bool | None:
+    def send_fail(self, job: ClaimedJob, error: str, retry: bool) -> Future[Any]:
         from ..grpc import pb
 
         request = pb.FailRequest(
             job_id=job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error, retry=retry
         )
+        return self.settler.submit(pb.Settlement(fail=request))
+
+    def finish_fail(self, job: ClaimedJob, error: str, retry: bool, sent: Future[Any]) -> bool | None:
         try:
-            outcome = self.settler.settle(pb.Settlement(fail=request))
+            outcome = sent.result()
         except NetworkError:
             return bool(self.grpc.fail(job.id, self.o.worker_id, job.lease_id, error, retry=retry).will_retry)
         if outcome.WhichOneof("result") == "error":
@@ -694,7 +726,7 @@ class SpooledWorker:
     def _execute(self, running: _Running) -> None:
         self._own_thread.active = True
         job, ctx = running.job, running.ctx
-        assert self._handler is not None
+        assert self._handler is not None and self._pool is not None
         self._emit("job:started", job)
         error: BaseException | None = None
         result: Any = None
@@ -708,26 +740,52 @@ class SpooledWorker:
                 running.handling = False
                 self._handling -= 1
                 self._cond.notify_all()
+        sent: Future[Any] | None = None
         try:
-            self._settle(running, result, error)
+            with running.lock:
+                if running.lost or running.abandoned:
+                    return  # someone else owns the job now; settling would be refused anyway
+                running.settling = True
+            if error is None:
+                sent = self._backend.send_complete(job, result)
+            else:
+                retry = not isinstance(error, NonRetryableError)
+                sent = self._backend.send_fail(job, error_text(error), retry)
+        except SpooledError as exc:
+            self._emit("error", exc)
         finally:
-            with self._cond:
-                self._running.pop(job.lease_id, None)
-                self._cond.notify_all()
+            if sent is None:
+                self._done(running)
+        if sent is not None:
+            # This thread goes back to the pool; the reply is read where it lands (a batch's replies land
+            # together on the settler's thread), unless the stream broke: the unary fallback then runs on a
+            # pool thread.
+            sent.add_done_callback(lambda landed: self._landed(running, result, error, landed))
 
-    def _settle(self, running: _Running, result: Any, error: BaseException | None) -> None:
+    def _landed(self, running: _Running, result: Any, error: BaseException | None, sent: Future[Any]) -> None:
+        if isinstance(sent.exception(), NetworkError):
+            assert self._pool is not None
+            self._pool.submit(self._settled, running, result, error, sent)
+        else:
+            self._settled(running, result, error, sent)
+
+    def _done(self, running: _Running) -> None:
+        with self._cond:
+            self._running.pop(running.job.lease_id, None)
+            self._cond.notify_all()
+
+    def _settled(
+        self, running: _Running, result: Any, error: BaseException | None, sent: Future[Any]
+    ) -> None:
+        self._own_thread.active = True  # a listener here may call stop(): it must not wait for itself
         job = running.job
-        with running.lock:
-            if running.lost or running.abandoned:
-                return  # someone else owns the job now; settling would be refused anyway
-            running.settling = True
         try:
             if error is None:
-                self._backend.complete(job, result)
+                self._backend.finish_complete(job, result, sent)
                 self._emit("job:completed", job, result)
             else:
-                will_retry = self._backend.fail(
-                    job, error_text(error), not isinstance(error, NonRetryableError)
+                will_retry = self._backend.finish_fail(
+                    job, error_text(error), not isinstance(error, NonRetryableError), sent
                 )
                 self._emit("job:failed", job, error, will_retry)
         except SpooledError as exc:
@@ -742,6 +800,8 @@ class SpooledWorker:
                 self._emit("job:lease_lost", job, exc)
             else:
                 self._emit("error", exc)
+        finally:
+            self._done(running)
 
     def _keep_leases(self) -> None:
         """Renews leases of running jobs; sends worker heartbeats (which may ask the worker to drain)."""
