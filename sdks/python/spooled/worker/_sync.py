@@ -447,7 +447,10 @@ class _DaemonPool:
 
     def _loop(self) -> None:
         while (task := self._tasks.get()) is not None:
-            task()
+            try:
+                task()
+            except Exception:  # a failure must not cost the pool a thread
+                log.exception("worker task failed")
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         self._tasks.put(lambda: fn(*args))
@@ -751,7 +754,7 @@ class SpooledWorker:
             else:
                 retry = not isinstance(error, NonRetryableError)
                 sent = self._backend.send_fail(job, error_text(error), retry)
-        except SpooledError as exc:
+        except Exception as exc:  # e.g. an unencodable result: the lease runs out and the job is retried
             self._emit("error", exc)
         finally:
             if sent is None:

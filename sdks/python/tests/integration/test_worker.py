@@ -60,6 +60,32 @@ def test_concurrency_is_really_parallel(client: SpooledClient, transport: Transp
     assert {client.jobs.get(i).result["n"] for i in ids} == {0, 1, 2, 3}
 
 
+def test_an_unencodable_result_is_reported_and_the_worker_goes_on(client: SpooledClient) -> None:
+    """A result gRPC cannot carry never costs the worker a thread: the error is reported, the job keeps its
+    lease (it is retried when the lease runs out) and the next jobs still run."""
+    bad = client.jobs.create(queue_name="unencodable", payload={"bad": True}).id
+    good = [client.jobs.create(queue_name="unencodable", payload={"bad": False}).id for _ in range(3)]
+    worker = SpooledWorker(client, "unencodable", concurrency=1, transport="grpc", install_signal_handlers=False)
+
+    @worker.process
+    def handle(ctx: JobContext) -> Any:
+        return {"value": object()} if ctx.payload["bad"] else {"ok": True}
+
+    errors: list[BaseException] = []
+    completed: list[str] = []
+    worker.on("error", errors.append)
+    worker.on("job:completed", lambda job, result: completed.append(job.id))
+    run_in_background(worker)
+    try:
+        wait_until(lambda: len(completed) == 3, timeout=30)
+        assert status(client, bad) == "processing"  # still leased: retried when the lease runs out
+    finally:
+        worker.stop()
+    assert sorted(completed) == sorted(good)
+    assert len(errors) == 1
+    assert status(client, bad) == "pending"  # deregistering handed it back, nothing lost
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_result_progress_and_context(client: SpooledClient, transport: Transport) -> None:
     job_id = client.jobs.create(queue_name="ctx", payload={"to": "a@example.com"}, max_retries=4).id
