@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 from ..errors import NetworkError, NonRetryableError, NotFoundError, RateLimitError, SpooledError
 from ._common import (
     MAX_SETTLE_BATCH,
+    SETTLE_BATCHES_IN_FLIGHT,
     ClaimedJob,
     EventEmitter,
     Transport,
@@ -182,13 +183,14 @@ class _AsyncRestBackend:
 
 
 class _AsyncSettler:
-    """Coalesces the completions and failures of concurrent handlers into ``settle_batch`` messages: while
-    one batch is on the wire the next gathers, so a busy worker sends one message per batch of jobs and an
-    idle one still settles each job at once."""
+    """Coalesces the completions and failures of concurrent handlers into ``settle_batch`` messages: whatever
+    gathered goes out as one batch, with up to two batches on the wire (the server applies them in order),
+    so a busy worker sends one message per batch of jobs and an idle one still settles each job at once."""
 
     def __init__(self, backend: _AsyncGrpcBackend) -> None:
         self.backend = backend
         self.waiting: list[tuple[Any, asyncio.Future[Any]]] = []
+        self.arrived = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.batching = True
 
@@ -198,38 +200,62 @@ class _AsyncSettler:
             return as_settlement_result(await self.backend.stream_send(single_settlement_request(settlement)))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.waiting.append((settlement, future))
+        self.arrived.set()
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
-        while self.waiting:
-            batch = self.waiting[:MAX_SETTLE_BATCH]
-            del self.waiting[:MAX_SETTLE_BATCH]
-            try:
-                results = None
-                if self.batching:
-                    response = await self.backend.stream_send(settle_batch_request([s for s, _ in batch]))
-                    results = batch_results(response, len(batch))
-                    self.batching = results is not None
-                if results is None:  # the server has no settle_batch: one message per settlement
-                    results = [
-                        as_settlement_result(await self.backend.stream_send(single_settlement_request(s)))
-                        for s, _ in batch
-                    ]
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            except BaseException:  # cancelled: nobody may wait forever
-                for _, future in [*batch, *self.waiting]:
-                    if not future.done():
-                        future.set_exception(NetworkError("worker stopped", code="STREAM_CLOSED"))
-                raise
-            for (_, future), result in zip(batch, results, strict=True):
+        sending: set[asyncio.Task[None]] = set()
+        try:
+            while self.waiting or sending:
+                # Single messages (an older server) go out only once nothing else is on the wire.
+                room = len(sending) < SETTLE_BATCHES_IN_FLIGHT and (self.batching or not sending)
+                if self.waiting and room:
+                    batch = self.waiting[:MAX_SETTLE_BATCH]
+                    del self.waiting[:MAX_SETTLE_BATCH]
+                    sending.add(asyncio.create_task(self._send(batch)))
+                    continue
+                self.arrived.clear()
+                arrival = asyncio.ensure_future(self.arrived.wait())
+                try:
+                    done, _ = await asyncio.wait({*sending, arrival}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    arrival.cancel()
+                sending -= done
+        except BaseException:  # cancelled: nobody may wait forever
+            for task in sending:
+                task.cancel()
+            for _, future in self.waiting:
                 if not future.done():
-                    future.set_result(result)
+                    future.set_exception(NetworkError("worker stopped", code="STREAM_CLOSED"))
+            raise
+
+    async def _send(self, batch: list[tuple[Any, asyncio.Future[Any]]]) -> None:
+        try:
+            results = None
+            if self.batching:
+                response = await self.backend.stream_send(settle_batch_request([s for s, _ in batch]))
+                results = batch_results(response, len(batch))
+                self.batching = self.batching and results is not None
+            if results is None:  # the server has no settle_batch: one message per settlement
+                results = [
+                    as_settlement_result(await self.backend.stream_send(single_settlement_request(s)))
+                    for s, _ in batch
+                ]
+        except asyncio.CancelledError:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(NetworkError("worker stopped", code="STREAM_CLOSED"))
+            raise
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
 
 
 class _AsyncGrpcBackend:

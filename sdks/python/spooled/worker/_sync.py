@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 from ..errors import NetworkError, NonRetryableError, NotFoundError, RateLimitError, SpooledError
 from ._common import (
     MAX_SETTLE_BATCH,
+    SETTLE_BATCHES_IN_FLIGHT,
     ClaimedJob,
     EventEmitter,
     Transport,
@@ -213,8 +214,8 @@ class _RestBackend:
 
 class _SyncSettler:
     """Coalesces the completions and failures of the handler threads into ``settle_batch`` messages (see
-    the async twin). One daemon thread sends a batch, waits for its reply, and takes whatever gathered
-    meanwhile."""
+    the async twin). One daemon thread sends whatever gathered, keeping up to two batches on the wire; their
+    replies are read where they land."""
 
     def __init__(self, backend: _GrpcBackend) -> None:
         self.backend = backend
@@ -223,6 +224,7 @@ class _SyncSettler:
         self.thread: threading.Thread | None = None
         self.closed = False
         self.batching = True
+        self.in_flight = 0  # settle_batch messages sent, replies not yet read
 
     def submit(self, settlement: Any) -> Future[Any]:
         """Queues one settlement without waiting: the future gets its ``SettlementResult``, or NetworkError
@@ -239,13 +241,13 @@ class _SyncSettler:
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="spooled-settler", daemon=True)
                 self.thread.start()
-            self.cond.notify()
+            self.cond.notify_all()
         return future
 
     def close(self) -> None:
         with self.cond:
             self.closed = True
-            self.cond.notify()
+            self.cond.notify_all()
             thread = self.thread
         if thread is not None:
             thread.join(timeout=10)
@@ -253,30 +255,63 @@ class _SyncSettler:
     def _run(self) -> None:
         while True:
             with self.cond:
-                while not self.waiting and not self.closed:
+                while (not self.waiting or self.in_flight >= SETTLE_BATCHES_IN_FLIGHT) and not (
+                    self.closed and not self.waiting and not self.in_flight
+                ):
                     self.cond.wait()
                 if not self.waiting:
-                    return
+                    return  # closed, and every batch has its reply
                 batch = self.waiting[:MAX_SETTLE_BATCH]
                 del self.waiting[:MAX_SETTLE_BATCH]
-            self._send(batch)
+                batching = self.batching
+                if batching:
+                    self.in_flight += 1
+            if batching:
+                self._send(batch)
+            else:  # the server has no settle_batch: one message per settlement
+                self._send_singly(batch)
 
     def _send(self, batch: list[tuple[Any, Future[Any]]]) -> None:
         try:
-            results = None
-            if self.batching:
-                response = self.backend.stream_send(settle_batch_request([s for s, _ in batch]))
-                results = batch_results(response, len(batch))
-                self.batching = results is not None
-            if results is None:  # the server has no settle_batch: one message per settlement
-                results = [as_settlement_result(self.backend.stream_send(single_settlement_request(s)))
-                           for s, _ in batch]
+            sent = self.backend.stream_send_later(settle_batch_request([s for s, _ in batch]))
         except Exception as exc:
-            for _, future in batch:
-                future.set_exception(exc)
+            self._finish(batch, exc)
             return
-        for (_, future), result in zip(batch, results, strict=True):
+        sent.add_done_callback(lambda reply: self._landed(batch, reply))
+
+    def _landed(self, batch: list[tuple[Any, Future[Any]]], reply: Future[Any]) -> None:
+        try:
+            results = batch_results(reply.result(), len(batch))
+        except Exception as exc:
+            self._finish(batch, exc)
+            return
+        if results is None:  # an older server: this thread must not block on sends; the settler resends
+            with self.cond:
+                self.batching = False
+                self.waiting[:0] = batch
+                self.in_flight -= 1
+                self.cond.notify_all()
+            return
+        self._finish(batch, results)
+
+    def _finish(self, batch: list[tuple[Any, Future[Any]]], outcome: Any) -> None:
+        with self.cond:
+            self.in_flight -= 1
+            self.cond.notify_all()
+        if isinstance(outcome, BaseException):
+            for _, future in batch:
+                future.set_exception(outcome)
+            return
+        for (_, future), result in zip(batch, outcome, strict=True):
             future.set_result(result)
+
+    def _send_singly(self, batch: list[tuple[Any, Future[Any]]]) -> None:
+        for settlement, future in batch:
+            try:
+                future.set_result(as_settlement_result(
+                    self.backend.stream_send(single_settlement_request(settlement))))
+            except Exception as exc:
+                future.set_exception(exc)
 
 
 class _GrpcBackend:
@@ -308,6 +343,9 @@ class _GrpcBackend:
 
     def stream_send(self, request: Any) -> Any:
         return self._stream().send(request).result()
+
+    def stream_send_later(self, request: Any) -> Future[Any]:
+        return self._stream().send(request)
 
     def _send(self, request: Any) -> Any:
         response = self._stream().send(request).result()
