@@ -39,6 +39,8 @@ from ._common import (
 
 L = TypeVar("L", bound=Callable[..., Any])
 
+PARTIAL_CLAIM_WAIT_SECS = 0.002  # how long a claim for part of a batch waits for more handlers to return
+
 if TYPE_CHECKING:
     from .._client import SpooledClient
     from ..grpc import ProcessStream, SpooledGrpcClient
@@ -555,6 +557,7 @@ class SpooledWorker:
         )
         self._running: dict[str, _Running] = {}
         self._handling = 0  # jobs whose handler has not returned (the rest of _running are settling)
+        self._claims_waiting = False  # the claim loop waits for slots (see _wake_claims)
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -705,6 +708,7 @@ class SpooledWorker:
             while not self._stopping.is_set():
                 with self._cond:
                     n = 0
+                    partial_since: float | None = None
                     while not self._stopping.is_set():
                         if claims and claims[0][0].done():
                             break
@@ -712,8 +716,19 @@ class SpooledWorker:
                         n = claim_size(opts.concurrency, self._handling, len(self._running), asked,
                                        opts.batch_size)
                         if len(claims) < depth and n:
-                            break
+                            # Handlers of a batch return one by one: give the rest a moment so the claim
+                            # asks for a whole batch instead of two halves.
+                            if n >= opts.batch_size or not self._handling:
+                                break
+                            now = time.monotonic()
+                            partial_since = partial_since or now
+                            if now - partial_since >= PARTIAL_CLAIM_WAIT_SECS:
+                                break
+                            self._cond.wait(PARTIAL_CLAIM_WAIT_SECS)
+                            continue
+                        self._claims_waiting = True
                         self._cond.wait()
+                        self._claims_waiting = False
                 if self._stopping.is_set():
                     return
                 if not (claims and claims[0][0].done()):
@@ -780,7 +795,7 @@ class SpooledWorker:
             with self._cond:
                 running.handling = False
                 self._handling -= 1
-                self._cond.notify_all()
+                self._wake_claims()
         sent: Future[Any] | None = None
         try:
             with running.lock:
@@ -813,6 +828,14 @@ class SpooledWorker:
     def _done(self, running: _Running) -> None:
         with self._cond:
             self._running.pop(running.job.lease_id, None)
+            self._wake_claims()
+
+    def _wake_claims(self) -> None:
+        """A slot or a held job was given back (call with ``_cond`` held). One wake-up per wait of the claim
+        loop, not one per job: a batch finishing at once would otherwise wake it a hundred times. Shutdown
+        waits on the same condition and is always woken."""
+        if self._claims_waiting or self._stopping.is_set():
+            self._claims_waiting = False
             self._cond.notify_all()
 
     def _settled(
