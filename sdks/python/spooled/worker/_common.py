@@ -198,7 +198,7 @@ class EventEmitter:
 
 
 MAX_SETTLE_BATCH = 1000  # settlements per settle_batch message (the server's limit)
-SETTLE_BATCHES_IN_FLIGHT = 4  # settle_batch messages on the wire at once (the server applies them in order)
+SETTLE_BATCHES_IN_FLIGHT = 2  # settle_batch messages on the wire at once (the server applies them in order)
 
 
 def single_settlement_request(settlement: Any) -> Any:
