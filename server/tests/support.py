@@ -82,6 +82,31 @@ class TestDatabase:
         asyncio.run(run())
         return with_database(self.admin_url, name)
 
+    def migrated(self, suffix: str, orgs: dict[uuid.UUID, str], *, hot: bool = False) -> str:
+        """A fresh database `<session db>_<suffix>` with the schema (and the hot functions if asked) and
+        the given organizations (id -> slug); returns its URL."""
+        import asyncio
+
+        from spooled_server.db.database import connect_owner
+        from spooled_server.db.hot import install as install_hot
+        from spooled_server.db.migrate import migrate
+
+        url = self.create_database(f"{self.name}_{suffix}")
+
+        async def run() -> None:
+            conn = await connect_owner(url)
+            try:
+                await migrate(conn)
+                if hot:
+                    await install_hot(conn)
+                for org, slug in orgs.items():
+                    await conn.execute("INSERT INTO organizations (id, name, slug) VALUES ($1, $2, $2)", org, slug)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
+        return url
+
     def stop(self) -> None:
         if self._embedded is not None:
             self._embedded.stop()

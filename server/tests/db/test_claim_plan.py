@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
 
 from spooled_server.db.database import Database, connect_owner
 from spooled_server.db.hot import HOT_QUERIES, call_sql
-from spooled_server.db.hot import install as install_hot
-from spooled_server.db.migrate import migrate
 from spooled_server.db.queries import Q
 
 from ..support import TestDatabase
@@ -29,19 +27,12 @@ CLAIM_ARGS = (ORG_A, "emails", 10, "w1", 30.0)  # queue, limit, worker, lease se
 
 
 @pytest.fixture(scope="module")
-def loaded_db(database: TestDatabase) -> Iterator[str]:
-    url = database.create_database(f"{database.name}_plan")
+def loaded_db(database: TestDatabase) -> str:
+    url = database.migrated("plan", {ORG_A: "plan-a", ORG_B: "plan-b"}, hot=True)
 
     async def load() -> None:
         conn = await connect_owner(url)
         try:
-            await migrate(conn)
-            await install_hot(conn)
-            await conn.execute(
-                "INSERT INTO organizations (id, name, slug) VALUES ($1, 'A', 'plan-a'), ($2, 'B', 'plan-b')",
-                ORG_A,
-                ORG_B,
-            )
             # Pending work in 2 orgs x 2 queues with mixed priorities, plus a finished history.
             await conn.execute(
                 """
@@ -63,7 +54,7 @@ def loaded_db(database: TestDatabase) -> Iterator[str]:
             await conn.close()
 
     asyncio.run(load())
-    yield url
+    return url
 
 
 @pytest.fixture

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from spooled_server.app import build_core
 from spooled_server.config import Settings
 from spooled_server.db.database import connect_owner
-from spooled_server.db.migrate import migrate
 from spooled_server.maintenance.runner import RETENTION_BATCH, Maintenance
 
 from ..support import TestDatabase
@@ -20,21 +17,8 @@ ORG = uuid.UUID("cccccccc-0000-4000-8000-000000000003")
 
 
 @pytest.fixture(scope="module")
-def retention_db(database: TestDatabase) -> Iterator[str]:
-    url = database.create_database(f"{database.name}_retention")
-
-    async def setup() -> None:
-        conn = await connect_owner(url)
-        try:
-            await migrate(conn)
-            await conn.execute(
-                "INSERT INTO organizations (id, name, slug) VALUES ($1, 'R', 'retention')", ORG
-            )
-        finally:
-            await conn.close()
-
-    asyncio.run(setup())
-    yield url
+def retention_db(database: TestDatabase) -> str:
+    return database.migrated("retention", {ORG: "retention"})
 
 
 async def test_one_sweep_clears_a_backlog_of_several_batches(retention_db: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -14,7 +13,6 @@ from spooled_server.app import build_core
 from spooled_server.config import Settings
 from spooled_server.core.auth import Principal
 from spooled_server.db.database import connect_owner
-from spooled_server.db.migrate import migrate
 
 from ..support import TestDatabase
 
@@ -22,19 +20,8 @@ ORG = uuid.UUID("dddddddd-0000-4000-8000-000000000004")
 
 
 @pytest.fixture(scope="module")
-def usage_db(database: TestDatabase) -> Iterator[str]:
-    url = database.create_database(f"{database.name}_usage")
-
-    async def setup() -> None:
-        conn = await connect_owner(url)
-        try:
-            await migrate(conn)
-            await conn.execute("INSERT INTO organizations (id, name, slug) VALUES ($1, 'U', 'usage')", ORG)
-        finally:
-            await conn.close()
-
-    asyncio.run(setup())
-    yield url
+def usage_db(database: TestDatabase) -> str:
+    return database.migrated("usage", {ORG: "usage"})
 
 
 async def test_a_flush_waits_for_the_flush_in_flight(usage_db: str) -> None:
