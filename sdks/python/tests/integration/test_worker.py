@@ -65,7 +65,8 @@ def test_an_unencodable_result_is_reported_and_the_worker_goes_on(client: Spoole
     lease (it is retried when the lease runs out) and the next jobs still run."""
     bad = client.jobs.create(queue_name="unencodable", payload={"bad": True}).id
     good = [client.jobs.create(queue_name="unencodable", payload={"bad": False}).id for _ in range(3)]
-    worker = SpooledWorker(client, "unencodable", concurrency=1, transport="grpc", install_signal_handlers=False)
+    worker = SpooledWorker(client, "unencodable", concurrency=1, transport="grpc",
+                           install_signal_handlers=False)
 
     @worker.process
     def handle(ctx: JobContext) -> Any:
