@@ -62,7 +62,7 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
-    for noisy in ("asyncio", "sqlalchemy.engine", "_granian", "granian.access"):
+    for noisy in ("asyncio", "_granian", "granian.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # granian gives its own loggers private plain-text handlers; in this (worker) process they write JSON too.
     for name in ("_granian", "granian.access", "litestar"):

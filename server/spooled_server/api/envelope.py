@@ -88,7 +88,9 @@ class RequestEnvelope:
                 await self.app(scope, receive, send_with_headers)
                 return
             try:
-                await asyncio.wait_for(self.app(scope, receive, send_with_headers), REQUEST_TIMEOUT_SECS)
+                # asyncio.timeout runs the app in this task (wait_for would start a second task per request).
+                async with asyncio.timeout(REQUEST_TIMEOUT_SECS):
+                    await self.app(scope, receive, send_with_headers)
             except TimeoutError:
                 if not response_started[0]:
                     await self._reject(send_with_headers, 408, "REQUEST_TIMEOUT", "Request timed out")

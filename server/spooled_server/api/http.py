@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response
+from litestar.response.base import ASGIResponse
 
 from ..core.auth import Principal
 from ..core.context import Core
@@ -31,6 +32,13 @@ def core_of(request: Request[Any, Any, Any]) -> Core:
 
 def json_response(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
     return Response(content=_ENCODER.encode(content), status_code=status, media_type=JSON, headers=headers)
+
+
+def hot_json(content: Any, status: int = 200) -> ASGIResponse:
+    """`json_response` for the hot routes (enqueue, claim, settle): handlers annotated `-> ASGIResponse` hand
+    Litestar the finished ASGI response, skipping the `Response` object it would otherwise build and convert
+    (about a tenth of an enqueue's server time)."""
+    return ASGIResponse(body=_ENCODER.encode(content), status_code=status, media_type=JSON)
 
 
 def no_content() -> Response[None]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
+from litestar.response.base import ASGIResponse
 
 from ..core import jobs as svc
 from ..core import validation as v
@@ -15,6 +16,7 @@ from ..core.errors import ShapeInvalid
 from .http import (
     authenticate,
     core_of,
+    hot_json,
     json_response,
     no_content,
     path_uuid,
@@ -97,7 +99,7 @@ LONG_POLL_CEILING_SECS = 25.0
 
 
 @post("/api/v1/jobs", operation_id="create_job")
-async def create_job(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def create_job(request: Request[Any, Any, Any]) -> ASGIResponse:
     principal = await authenticate(request)
     body = await read_json(request, CreateJobBody)
     job = svc.NewJob(
@@ -117,11 +119,11 @@ async def create_job(request: Request[Any, Any, Any]) -> Response[bytes]:
         idempotency_key=body.idempotency_key,
     )
     job_id, created = await svc.create_job(core_of(request), principal, job)
-    return json_response({"id": str(job_id), "created": created}, 201 if created else 200)
+    return hot_json({"id": str(job_id), "created": created}, 201 if created else 200)
 
 
 @post("/api/v1/jobs/bulk", operation_id="bulk_create_jobs")
-async def bulk_create_jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def bulk_create_jobs(request: Request[Any, Any, Any]) -> ASGIResponse:
     principal = await authenticate(request)
     body = await read_json(request, BulkCreateBody)
     items = [
@@ -136,7 +138,7 @@ async def bulk_create_jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
         default_max_retries=body.default_max_retries,
         default_timeout_seconds=body.default_timeout_seconds,
     )
-    return json_response(result)
+    return hot_json(result)
 
 
 @get("/api/v1/jobs/{job_id:str}", operation_id="get_job")
@@ -208,7 +210,7 @@ def _claimed(row: Any) -> dict[str, Any]:
 
 
 @post("/api/v1/jobs/claim", operation_id="claim_jobs")
-async def claim_jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
+async def claim_jobs(request: Request[Any, Any, Any]) -> ASGIResponse:
     principal = await authenticate(request)
     body = await read_json(request, ClaimBody)
     core = core_of(request)
@@ -224,7 +226,7 @@ async def claim_jobs(request: Request[Any, Any, Any]) -> Response[bytes]:
     principal.require_queue(queue)
     rows = await _claim_or_wait(core, principal, queue, body.worker_id, limit, lease,
                                 min(wait, LONG_POLL_CEILING_SECS))
-    return json_response({"jobs": [_claimed(r) for r in rows]})
+    return hot_json({"jobs": [_claimed(r) for r in rows]})
 
 
 async def _claim_or_wait(core: Any, principal: Any, queue: str, worker_id: str, limit: int, lease: int,
@@ -255,33 +257,33 @@ async def _claim_or_wait(core: Any, principal: Any, queue: str, worker_id: str, 
 
 
 @post("/api/v1/jobs/{job_id:str}/complete", operation_id="complete_job")
-async def complete_job(request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+async def complete_job(request: Request[Any, Any, Any], job_id: str) -> ASGIResponse:
     principal = await authenticate(request)
     body = await read_json(request, CompleteBody)
     await svc.complete_job(core_of(request), principal, path_uuid(job_id), body.worker_id, body.lease_id,
                            body.result)
-    return json_response({"success": True})
+    return hot_json({"success": True})
 
 
 @post("/api/v1/jobs/{job_id:str}/fail", operation_id="fail_job")
-async def fail_job(request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+async def fail_job(request: Request[Any, Any, Any], job_id: str) -> ASGIResponse:
     principal = await authenticate(request)
     body = await read_json(request, FailBody)
     v.text(body.error, "error", 1, 2048)
     outcome = await svc.fail_job(core_of(request), principal, path_uuid(job_id), body.worker_id,
                                  body.lease_id, body.error)
-    return json_response({"success": True, "will_retry": outcome.will_retry,
+    return hot_json({"success": True, "will_retry": outcome.will_retry,
                           "retry_count": outcome.retry_count, "next_retry_at": svc.ts(outcome.next_retry_at)})
 
 
 @post("/api/v1/jobs/{job_id:str}/heartbeat", operation_id="heartbeat_job")
-async def heartbeat_job(request: Request[Any, Any, Any], job_id: str) -> Response[bytes]:
+async def heartbeat_job(request: Request[Any, Any, Any], job_id: str) -> ASGIResponse:
     principal = await authenticate(request)
     body = await read_json(request, HeartbeatBody)
     lease = v.int_range(body.lease_duration_secs, "lease_duration_secs", 5, 3600)
     expires = await svc.heartbeat_job(core_of(request), principal, path_uuid(job_id), body.worker_id,
                                       body.lease_id, lease)
-    return json_response({"success": True, "lease_expires_at": svc.ts(expires)})
+    return hot_json({"success": True, "lease_expires_at": svc.ts(expires)})
 
 
 @post("/api/v1/jobs/{job_id:str}/progress", operation_id="report_job_progress")
