@@ -135,8 +135,9 @@ SELECT * FROM upd ORDER BY priority DESC, created_at, id
 WITH upd AS (
     UPDATE jobs
     SET status = 'completed', result = $5, completed_at = now(), updated_at = now(), lease_expires_at = NULL
-    WHERE id = $1 AND organization_id = $2 AND status = 'processing'
-      AND assigned_worker_id = $3 AND lease_id = $4 AND lease_expires_at > now()
+    -- `(…) IS TRUE` keeps partial indexes (the worker's and the lease index) out: one primary-key probe.
+    WHERE id = $1 AND organization_id = $2 AND (status = 'processing') IS TRUE
+      AND assigned_worker_id = $3 AND lease_id = $4 AND (lease_expires_at > now()) IS TRUE
       AND ($6::text[] IS NULL OR queue_name ~ ANY($6::text[]))
     RETURNING id, queue_name, started_at, completed_at, workflow_id, completion_webhook
 ), hist AS (
@@ -181,8 +182,8 @@ WITH cur AS (
            COALESCE(c.retry_backoff_max_secs, $8::int) AS cap
     FROM jobs j
     LEFT JOIN queue_configs c ON c.organization_id = j.organization_id AND c.queue_name = j.queue_name
-    WHERE j.id = $1 AND j.organization_id = $2 AND j.status = 'processing'
-      AND j.assigned_worker_id = $3 AND j.lease_id = $4 AND j.lease_expires_at > now()
+    WHERE j.id = $1 AND j.organization_id = $2 AND (j.status = 'processing') IS TRUE  -- as in complete_job
+      AND j.assigned_worker_id = $3 AND j.lease_id = $4 AND (j.lease_expires_at > now()) IS TRUE
       AND ($10::text[] IS NULL OR j.queue_name ~ ANY($10::text[]))
     FOR UPDATE OF j
 ), calc AS (
@@ -246,8 +247,8 @@ SELECT * FROM upd
 -- Renew a lease: it now expires at now + $5 seconds.
 -- $1 id, $2 org, $3 worker_id, $4 lease_id, $5 lease seconds, $6 the key's scope as regexes|null
 UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $5), updated_at = now()
-WHERE id = $1 AND organization_id = $2 AND status = 'processing'
-  AND assigned_worker_id = $3 AND lease_id = $4 AND lease_expires_at > now()
+WHERE id = $1 AND organization_id = $2 AND (status = 'processing') IS TRUE  -- as in complete_job
+  AND assigned_worker_id = $3 AND lease_id = $4 AND (lease_expires_at > now()) IS TRUE
   AND ($6::text[] IS NULL OR queue_name ~ ANY($6::text[]))
 RETURNING lease_expires_at
 
@@ -255,8 +256,8 @@ RETURNING lease_expires_at
 -- Store progress of the current attempt under a valid lease.
 -- $1 id, $2 org, $3 worker_id, $4 lease_id, $5 percent, $6 message, $7 the key's scope as regexes|null
 UPDATE jobs SET progress = $5, progress_message = $6, progress_updated_at = now(), updated_at = now()
-WHERE id = $1 AND organization_id = $2 AND status = 'processing'
-  AND assigned_worker_id = $3 AND lease_id = $4 AND lease_expires_at > now()
+WHERE id = $1 AND organization_id = $2 AND (status = 'processing') IS TRUE  -- as in complete_job
+  AND assigned_worker_id = $3 AND lease_id = $4 AND (lease_expires_at > now()) IS TRUE
   AND ($7::text[] IS NULL OR queue_name ~ ANY($7::text[]))
 RETURNING queue_name
 
@@ -264,7 +265,7 @@ RETURNING queue_name
 -- Store progress for clients that send no worker or lease (accepted while the job is processing).
 -- $1 id, $2 org, $3 percent, $4 message, $5 the key's scope as regexes|null
 UPDATE jobs SET progress = $3, progress_message = $4, progress_updated_at = now(), updated_at = now()
-WHERE id = $1 AND organization_id = $2 AND status = 'processing'
+WHERE id = $1 AND organization_id = $2 AND (status = 'processing') IS TRUE  -- as in complete_job
   AND ($5::text[] IS NULL OR queue_name ~ ANY($5::text[]))
 RETURNING queue_name, assigned_worker_id
 
