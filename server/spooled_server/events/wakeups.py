@@ -2,7 +2,10 @@
 
 In-process waiters are woken directly. Other replicas hear about it through one coalesced Postgres NOTIFY
 per queue per flush interval, sent from a separate connection after the enqueue committed: never a NOTIFY
-inside the enqueue transaction (that serialises commits, see PERFORMANCE.md).
+inside the enqueue transaction (that serialises commits, see PERFORMANCE.md). A replica that is alone sends
+none: each replica's listening connection is named `spooled-wakeups`, a replica that starts says hello on the
+channel, and the others count the listeners once a second, so a busy single server does not spend a NOTIFY
+transaction every few milliseconds on nobody.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -20,6 +24,9 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "spooled_wakeup"
 FLUSH_INTERVAL_SECS = 0.002
+LISTENER_NAME = "spooled-wakeups"
+PEER_CHECK_SECS = 1.0
+HELLO = "hello"
 
 
 class Wakeups:
@@ -31,6 +38,8 @@ class Wakeups:
         self._listener: asyncpg.Connection | None = None
         self._sender: asyncpg.Connection | None = None
         self._task: asyncio.Task[None] | None = None
+        self._peers = False  # another replica listens
+        self._peers_checked = 0.0
 
     # --- in-process -----------------------------------------------------------------------------------
 
@@ -45,7 +54,9 @@ class Wakeups:
         """Jobs became claimable in (org, queue): wake local waiters now, other replicas shortly."""
         org = str(org_id)
         self._wake_local(org, queue)
-        if self._sender is not None:
+        if self._sender is not None and (
+            self._peers or time.monotonic() - self._peers_checked >= PEER_CHECK_SECS
+        ):
             self._outbox.add(f"{self._replica}|{org}|{queue}")
             self._flush_event.set()
 
@@ -73,16 +84,35 @@ class Wakeups:
     # --- across replicas ------------------------------------------------------------------------------
 
     async def start(self, dsn: str) -> None:
-        self._listener = await asyncpg.connect(dsn)
+        self._listener = await asyncpg.connect(dsn, server_settings={"application_name": LISTENER_NAME})
         await self._listener.add_listener(CHANNEL, self._on_notification)
         self._sender = await asyncpg.connect(dsn)
+        # Listening already: replicas running before this one start notifying it as soon as they hear this.
+        await self._sender.execute("SELECT pg_notify($1, $2)", CHANNEL, f"{self._replica}|{HELLO}")
+        await self._count_peers()
         self._task = asyncio.create_task(self._flush_loop(), name="wakeup-flusher")
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         parts = payload.split("|", 2)
-        if len(parts) != 3 or parts[0] == self._replica:
+        if parts[0] == self._replica:
             return
-        self._wake_local(parts[1], parts[2])
+        if len(parts) == 2 and parts[1] == HELLO:
+            self._peers = True
+            self._peers_checked = time.monotonic()
+            return
+        if len(parts) == 3:
+            self._wake_local(parts[1], parts[2])
+
+    async def _count_peers(self) -> None:
+        """Whether another replica's listener is connected to this database (ours is one of them)."""
+        assert self._sender is not None
+        listeners = await self._sender.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = $1 AND datname = current_database()",
+            LISTENER_NAME,
+        )
+        self._peers = int(listeners or 0) > 1
+        self._peers_checked = time.monotonic()
 
     async def _flush_loop(self) -> None:
         while True:
@@ -93,6 +123,10 @@ class Wakeups:
             if not batch or self._sender is None:
                 continue
             try:
+                if time.monotonic() - self._peers_checked >= PEER_CHECK_SECS:
+                    await self._count_peers()
+                if not self._peers:
+                    continue
                 await self._sender.execute(
                     "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", CHANNEL, batch
                 )

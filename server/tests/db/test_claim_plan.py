@@ -1,8 +1,9 @@
-"""The claim query must run on the claim index, never a sequential scan (PERFORMANCE.md, "the planner trap").
+"""The hot statements run on one cached generic plan each, and that plan must be the right one: the claim on
+the claim index (never a sequential scan, PERFORMANCE.md "the planner trap"), settlements by primary key.
 
-20k pending jobs across two organizations and two queues, analysed. The server's own claim path (the hot
-function `spooled_hot.claim_jobs`, called as the application role) is traced with auto_explain, so the
-plans checked are the plans the server really executes, including after many repetitions of the statement.
+20k pending jobs across two organizations and two queues, analysed. The server's own paths (the hot functions
+in `spooled_hot`, called as the application role) are traced with auto_explain, so the plans checked are the
+plans the server really executes, including after many repetitions of the statement.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ async def test_the_generic_plan_and_the_guard_against_it(
     assert set(configs) == set(HOT_QUERIES)
     for name, options in configs.items():  # every hot function: one generic plan, planned once
         assert "plan_cache_mode=force_generic_plan" in options, (name, options)
-    # Reads that take the claim-like shape through the transaction helper ask for custom plans.
+    # Filtered reads (the job list) through the transaction helper ask for custom plans.
     db = Database(loaded_db, pool_size=1, maintenance_pool_size=1)
     try:
         async with db.tenant(ORG_A, custom_plan=True) as tx:
