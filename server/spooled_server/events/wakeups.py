@@ -106,11 +106,15 @@ class Wakeups:
     async def _count_peers(self) -> None:
         """Whether another replica's listener is connected to this database (ours is one of them)."""
         assert self._sender is not None
-        listeners = await self._sender.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = $1 AND datname = current_database()",
-            LISTENER_NAME,
-        )
+        try:
+            listeners = await self._sender.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = $1 AND datname = current_database()",
+                LISTENER_NAME,
+            )
+        except Exception:  # cannot tell: keep notifying, as if others listened
+            log.debug("could not count wake-up listeners", exc_info=True)
+            listeners = 2
         self._peers = int(listeners or 0) > 1
         self._peers_checked = time.monotonic()
 
