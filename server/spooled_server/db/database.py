@@ -105,8 +105,8 @@ class Database:
         org = str(uuid.UUID(str(org_id)))  # validated: it is inlined into the statement below
         begin = f"BEGIN; SELECT set_config('app.current_org_id', '{org}', true)"
         if custom_plan:
-            # Filtered reads (the job list) want a plan per call: the planner drops the unused `$n IS NULL OR …`
-            # branches of each filter mix. The hot statements are the opposite case (db/hot.py).
+            # Filtered reads (the job list) want a plan per call: the planner drops the unused
+            # `$n IS NULL OR …` branches of each filter mix. The hot statements are the opposite (db/hot.py).
             begin += "; SET LOCAL plan_cache_mode = force_custom_plan"
         async with self._raw("app") as conn:
             await conn.execute(begin)
@@ -173,10 +173,14 @@ class Database:
         except Exception:
             return False
 
-    async def dispose(self) -> None:
+    async def dispose(self, grace: float = 10.0) -> None:
+        """Close the pools: connections in use get `grace` seconds to come back, then are cut."""
         pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
-            await pool.close()
+            try:
+                await asyncio.wait_for(pool.close(), grace)
+            except TimeoutError:
+                pool.terminate()
 
 
 async def connect_owner(database_url: str) -> asyncpg.Connection:
