@@ -273,7 +273,7 @@ async def fail_job(request: Request[Any, Any, Any], job_id: str) -> ASGIResponse
     outcome = await svc.fail_job(core_of(request), principal, path_uuid(job_id), body.worker_id,
                                  body.lease_id, body.error)
     return hot_json({"success": True, "will_retry": outcome.will_retry,
-                          "retry_count": outcome.retry_count, "next_retry_at": svc.ts(outcome.next_retry_at)})
+                     "retry_count": outcome.retry_count, "next_retry_at": svc.ts(outcome.next_retry_at)})
 
 
 @post("/api/v1/jobs/{job_id:str}/heartbeat", operation_id="heartbeat_job")
