@@ -48,8 +48,28 @@ class AsyncJobContext:
     def __init__(self, job: ClaimedJob, worker: AsyncSpooledWorker) -> None:
         self.job = job
         self._worker = worker
-        self.cancel_event = asyncio.Event()
-        self.logger = logging.LoggerAdapter(log, {"job_id": job.id, "queue_name": job.queue_name})
+        self._cancel_event: asyncio.Event | None = None
+        self._cancelled = False
+
+    # Made on first use (see JobContext): most handlers never touch them.
+
+    @property
+    def cancel_event(self) -> asyncio.Event:
+        """Set when the handler should stop: the lease was lost or shutdown gave up waiting."""
+        if self._cancel_event is None:
+            self._cancel_event = asyncio.Event()
+            if self._cancelled:
+                self._cancel_event.set()
+        return self._cancel_event
+
+    def _cancel(self) -> None:
+        self._cancelled = True
+        if self._cancel_event is not None:
+            self._cancel_event.set()
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return logging.LoggerAdapter(log, {"job_id": self.job.id, "queue_name": self.job.queue_name})
 
     @property
     def job_id(self) -> str:
@@ -81,7 +101,7 @@ class AsyncJobContext:
 
     @property
     def cancelled(self) -> bool:
-        return self.cancel_event.is_set()
+        return self._cancelled
 
     async def progress(self, percent: float, message: str | None = None) -> None:
         await self._worker.client.jobs.progress(
@@ -434,6 +454,7 @@ class AsyncSpooledWorker:
         self._force = False
         self._stop_reason = ""
         self._started = False
+        self._handler_is_async = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -458,6 +479,8 @@ class AsyncSpooledWorker:
         return result
 
     async def _emit(self, event: str, *args: Any) -> None:
+        if not self.events.wants(event):
+            return
         for listener, call_args in self.events.calls(event, args):
             try:
                 outcome = listener(*call_args)
@@ -473,6 +496,7 @@ class AsyncSpooledWorker:
         if self._started:
             raise RuntimeError("worker already started")
         self._started = True
+        self._handler_is_async = inspect.iscoroutinefunction(self._handler)
         self._loop = asyncio.get_running_loop()
         self._slot_free = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -610,7 +634,8 @@ class AsyncSpooledWorker:
         # must still be found (and fenced) by the lease keeper.
         self._running[job.lease_id] = running
         self._handling += 1
-        await self._emit("job:claimed", job)
+        if self.events.wants("job:claimed"):
+            await self._emit("job:claimed", job)
         running.task = asyncio.create_task(self._execute(running))
 
     async def _execute(self, running: _AsyncRunning) -> None:
@@ -619,8 +644,9 @@ class AsyncSpooledWorker:
         error: BaseException | None = None
         result: Any = None
         try:
-            await self._emit("job:started", job)
-            if inspect.iscoroutinefunction(self._handler):
+            if self.events.wants("job:started"):
+                await self._emit("job:started", job)
+            if self._handler_is_async:
                 result = await self._handler(ctx)
             else:
                 result = await asyncio.to_thread(self._handler, ctx)
@@ -656,7 +682,8 @@ class AsyncSpooledWorker:
         try:
             if error is None:
                 await self._backend.complete(job, result)
-                await self._emit("job:completed", job, result)
+                if self.events.wants("job:completed"):
+                    await self._emit("job:completed", job, result)
             else:
                 will_retry = await self._backend.fail(
                     job, error_text(error), not isinstance(error, NonRetryableError)
@@ -670,7 +697,7 @@ class AsyncSpooledWorker:
                     await self._emit("job:failed", job, error, None)
             elif is_lease_lost(exc):
                 running.lost = True
-                running.ctx.cancel_event.set()
+                running.ctx._cancel()
                 await self._emit("job:lease_lost", job, exc)
             else:
                 await self._emit("error", exc)
@@ -684,7 +711,7 @@ class AsyncSpooledWorker:
                 return
             if renewal_refused(exc):
                 running.lost = True
-                running.ctx.cancel_event.set()
+                running.ctx._cancel()
                 await self._emit("job:lease_lost", running.job, exc)
             else:
                 running.next_renewal = time.monotonic() + 1.0
@@ -722,7 +749,7 @@ class AsyncSpooledWorker:
         leftovers = [r for r in self._running.values() if not r.settling]
         for running in leftovers:
             running.abandoned = True
-            running.ctx.cancel_event.set()
+            running.ctx._cancel()
             if running.task is not None:
                 running.task.cancel()
         try:

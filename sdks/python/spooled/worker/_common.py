@@ -190,6 +190,12 @@ class EventEmitter:
     def off(self, event: str, listener: Listener) -> None:
         if listener in self._listeners.get(event, []):
             self._listeners[event].remove(listener)
+            if not self._listeners[event]:
+                del self._listeners[event]
+
+    def wants(self, event: str) -> bool:
+        """Whether ``event`` has a listener: a worker skips building an event nobody hears (per job)."""
+        return event in self._listeners or "*" in self._listeners
 
     def calls(self, event: str, args: tuple[Any, ...]) -> list[tuple[Listener, tuple[Any, ...]]]:
         """Listeners to call for ``event`` with their arguments (``"*"`` listeners get the name first)."""

@@ -46,14 +46,43 @@ if TYPE_CHECKING:
     from ..grpc import ProcessStream, SpooledGrpcClient
 
 
+_CONTEXT_LOCK = threading.Lock()
+
+
 class JobContext:
     """What a handler gets: the job, a cancellation signal, progress reporting and a logger."""
 
     def __init__(self, job: ClaimedJob, worker: SpooledWorker) -> None:
         self.job = job
         self._worker = worker
-        self.cancel_event = threading.Event()
-        self.logger = logging.LoggerAdapter(log, {"job_id": job.id, "queue_name": job.queue_name})
+        self._cancel_event: threading.Event | None = None
+        self._cancelled = False
+
+    # The event and the logger are made on first use: most handlers never touch them, and a worker
+    # running thousands of jobs a second would otherwise build both for every job.
+
+    @property
+    def cancel_event(self) -> threading.Event:
+        """Set when the handler should stop: the lease was lost or shutdown gave up waiting."""
+        if self._cancel_event is None:
+            with _CONTEXT_LOCK:
+                if self._cancel_event is None:
+                    event = threading.Event()
+                    if self._cancelled:
+                        event.set()
+                    self._cancel_event = event
+        return self._cancel_event
+
+    def _cancel(self) -> None:
+        with _CONTEXT_LOCK:
+            self._cancelled = True
+            event = self._cancel_event
+        if event is not None:
+            event.set()
+
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]:
+        return logging.LoggerAdapter(log, {"job_id": self.job.id, "queue_name": self.job.queue_name})
 
     @property
     def job_id(self) -> str:
@@ -86,7 +115,7 @@ class JobContext:
     @property
     def cancelled(self) -> bool:
         """True once the lease was lost or shutdown gave up waiting: stop work, the result is dropped."""
-        return self.cancel_event.is_set()
+        return self._cancelled
 
     def progress(self, percent: float, message: str | None = None) -> None:
         """Report progress (0..100); visible on the job and sent as a realtime ``job.progress`` event."""
@@ -105,14 +134,74 @@ class _Backend(Protocol):
 
     def open(self) -> None: ...
     def claim(self, limit: int, wait_secs: float) -> Future[list[ClaimedJob]]: ...
-    def send_complete(self, job: ClaimedJob, result: Any) -> Future[Any]: ...
-    def finish_complete(self, job: ClaimedJob, result: Any, sent: Future[Any]) -> None: ...
-    def send_fail(self, job: ClaimedJob, error: str, retry: bool) -> Future[Any]: ...
-    def finish_fail(self, job: ClaimedJob, error: str, retry: bool, sent: Future[Any]) -> bool | None: ...
+    def send_complete(self, job: ClaimedJob, result: Any) -> _Settling: ...
+    def finish_complete(self, job: ClaimedJob, result: Any, sent: _Settling) -> None: ...
+    def send_fail(self, job: ClaimedJob, error: str, retry: bool) -> _Settling: ...
+    def finish_fail(self, job: ClaimedJob, error: str, retry: bool, sent: _Settling) -> bool | None: ...
     def renew(self, job: ClaimedJob) -> None: ...
     def heartbeat(self, current_jobs: int, draining: bool) -> bool: ...
     def deregister(self) -> None: ...
     def close(self) -> None: ...
+
+
+class _Settling(Protocol):
+    """A settlement on its way: a finished ``Future`` or an :class:`_Outcome`."""
+
+    def done(self) -> bool: ...
+    def result(self) -> Any: ...
+    def exception(self) -> BaseException | None: ...
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None: ...
+
+
+class _Outcome:
+    """The outcome of one batched settlement: a future without a Condition. ``concurrent.futures.Future``
+    takes its Condition's lock four or five times per job, and with many handler threads those locks were
+    where they queued. Callbacks run on the thread that sets the outcome; ``result()`` never blocks (it is
+    read only once the outcome is in)."""
+
+    __slots__ = ("_callbacks", "_done", "_error", "_lock", "_value")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._callbacks: list[Callable[[Any], object]] = []
+
+    def _set(self, value: Any, error: BaseException | None) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self._done, self._value, self._error = True, value, error
+            callbacks, self._callbacks = self._callbacks, []
+        for fn in callbacks:
+            fn(self)
+
+    def set_result(self, value: Any) -> None:
+        self._set(value, None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self._set(None, error)
+
+    def done(self) -> bool:
+        return self._done
+
+    def add_done_callback(self, fn: Callable[[Any], object]) -> None:
+        with self._lock:
+            if not self._done:
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+    def result(self) -> Any:
+        if not self._done:
+            raise RuntimeError("the settlement has no outcome yet")
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def exception(self) -> BaseException | None:
+        return self._error
 
 
 def _resolved(call: Callable[[], Any]) -> Future[Any]:
@@ -174,19 +263,19 @@ class _RestBackend:
 
     # A settlement is one blocking request: "sending" it runs it, and its outcome waits in the future.
 
-    def send_complete(self, job: ClaimedJob, result: Any) -> Future[Any]:
+    def send_complete(self, job: ClaimedJob, result: Any) -> _Settling:
         return _resolved(lambda: self.client.jobs.complete(
             job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, result=result))
 
-    def finish_complete(self, job: ClaimedJob, result: Any, sent: Future[Any]) -> None:
+    def finish_complete(self, job: ClaimedJob, result: Any, sent: _Settling) -> None:
         sent.result()
 
-    def send_fail(self, job: ClaimedJob, error: str, retry: bool) -> Future[Any]:
+    def send_fail(self, job: ClaimedJob, error: str, retry: bool) -> _Settling:
         # REST has no "do not retry" flag: the server's retry policy decides.
         return _resolved(lambda: self.client.jobs.fail(
             job.id, worker_id=self.o.worker_id, lease_id=job.lease_id, error=error))
 
-    def finish_fail(self, job: ClaimedJob, error: str, retry: bool, sent: Future[Any]) -> bool | None:
+    def finish_fail(self, job: ClaimedJob, error: str, retry: bool, sent: _Settling) -> bool | None:
         will_retry = sent.result().will_retry
         return bool(will_retry) if isinstance(will_retry, bool) else None
 
@@ -214,66 +303,99 @@ class _RestBackend:
         pass
 
 
+_LANDED = object()  # settler inbox: a settle_batch reply was read
+_CLOSE = object()  # settler inbox: send what is left, then stop
+
+
 class _SyncSettler:
     """Coalesces the completions and failures of the handler threads into ``settle_batch`` messages (see
     the async twin). One daemon thread sends whatever gathered, keeping up to two batches on the wire; their
-    replies are read where they land."""
+    replies are read where they land.
+
+    Everything reaches that thread through one ``SimpleQueue``: up to ``concurrency`` handler threads hand
+    settlements in, and a shared lock (or a Condition notified per settlement) made them queue up behind
+    each other; a put takes no Python-level lock and wakes the thread only when it waits."""
 
     def __init__(self, backend: _GrpcBackend) -> None:
         self.backend = backend
-        self.waiting: list[tuple[Any, Future[Any]]] = []
-        self.cond = threading.Condition()
+        self.inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.start_lock = threading.Lock()
         self.thread: threading.Thread | None = None
-        self.closed = False
+        self.exited = False
         self.batching = True
-        self.in_flight = 0  # settle_batch messages sent, replies not yet read
 
-    def submit(self, settlement: Any) -> Future[Any]:
+    def submit(self, settlement: Any) -> _Settling:
         """Queues one settlement without waiting: the future gets its ``SettlementResult``, or NetworkError
         when the stream broke."""
         if not self.batching:
             return _resolved(lambda: as_settlement_result(
                 self.backend.stream_send(single_settlement_request(settlement))))
-        future: Future[Any] = Future()
-        with self.cond:
-            if self.closed:
-                future.set_exception(NetworkError("worker stopped", code="STREAM_CLOSED"))
-                return future
-            self.waiting.append((settlement, future))
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="spooled-settler", daemon=True)
-                self.thread.start()
-            self.cond.notify_all()
+        future = _Outcome()
+        if self.thread is None:
+            with self.start_lock:
+                if self.thread is None and not self.exited:
+                    thread = threading.Thread(target=self._run, name="spooled-settler", daemon=True)
+                    thread.start()
+                    self.thread = thread
+        self.inbox.put((settlement, future))
+        if self.exited:  # closed meanwhile: whatever the settler thread did not see fails here
+            self._fail_leftovers()
         return future
 
     def close(self) -> None:
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
+        with self.start_lock:
             thread = self.thread
-        if thread is not None:
-            thread.join(timeout=10)
+            if thread is None:
+                self.exited = True
+                return
+        self.inbox.put(_CLOSE)
+        thread.join(timeout=10)
+
+    def _fail_leftovers(self) -> None:
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, tuple) and not item[1].done():
+                item[1].set_exception(NetworkError("worker stopped", code="STREAM_CLOSED"))
 
     def _run(self) -> None:
-        while True:
-            with self.cond:
-                while (not self.waiting or self.in_flight >= SETTLE_BATCHES_IN_FLIGHT) and not (
-                    self.closed and not self.waiting and not self.in_flight
-                ):
-                    self.cond.wait()
-                if not self.waiting:
-                    return  # closed, and every batch has its reply
-                batch = self.waiting[:MAX_SETTLE_BATCH]
-                del self.waiting[:MAX_SETTLE_BATCH]
-                batching = self.batching
-                if batching:
-                    self.in_flight += 1
-            if batching:
-                self._send(batch)
-            else:  # the server has no settle_batch: one message per settlement
-                self._send_singly(batch)
+        pending: list[tuple[Any, _Outcome]] = []
+        in_flight = 0  # settle_batch messages sent, replies not yet read
+        closing = False
+        try:
+            while True:
+                item = self.inbox.get()
+                while True:  # take everything that gathered
+                    if item is _LANDED:
+                        in_flight -= 1
+                    elif item is _CLOSE:
+                        closing = True
+                    elif isinstance(item, list):  # an older server refused a batch: resend it singly
+                        in_flight -= 1
+                        pending[:0] = item
+                    else:
+                        pending.append(item)
+                    try:
+                        item = self.inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                while pending and self.batching and in_flight < SETTLE_BATCHES_IN_FLIGHT:
+                    batch = pending[:MAX_SETTLE_BATCH]
+                    del pending[:MAX_SETTLE_BATCH]
+                    in_flight += 1
+                    self._send(batch)
+                if pending and not self.batching and not in_flight:
+                    batch, pending = pending, []
+                    self._send_singly(batch)
+                if closing and not pending and not in_flight:
+                    return  # every batch has its reply
+        finally:
+            self.exited = True
+            self._fail_leftovers()
 
-    def _send(self, batch: list[tuple[Any, Future[Any]]]) -> None:
+    def _send(self, batch: list[tuple[Any, _Outcome]]) -> None:
         try:
             sent = self.backend.stream_send_later(settle_batch_request([s for s, _ in batch]))
         except Exception as exc:
@@ -281,25 +403,20 @@ class _SyncSettler:
             return
         sent.add_done_callback(lambda reply: self._landed(batch, reply))
 
-    def _landed(self, batch: list[tuple[Any, Future[Any]]], reply: Future[Any]) -> None:
+    def _landed(self, batch: list[tuple[Any, _Outcome]], reply: Future[Any]) -> None:
         try:
             results = batch_results(reply.result(), len(batch))
         except Exception as exc:
             self._finish(batch, exc)
             return
         if results is None:  # an older server: this thread must not block on sends; the settler resends
-            with self.cond:
-                self.batching = False
-                self.waiting[:0] = batch
-                self.in_flight -= 1
-                self.cond.notify_all()
+            self.batching = False
+            self.inbox.put(batch)
             return
         self._finish(batch, results)
 
-    def _finish(self, batch: list[tuple[Any, Future[Any]]], outcome: Any) -> None:
-        with self.cond:
-            self.in_flight -= 1
-            self.cond.notify_all()
+    def _finish(self, batch: list[tuple[Any, _Outcome]], outcome: Any) -> None:
+        self.inbox.put(_LANDED)
         if isinstance(outcome, BaseException):
             for _, future in batch:
                 future.set_exception(outcome)
@@ -307,7 +424,7 @@ class _SyncSettler:
         for (_, future), result in zip(batch, outcome, strict=True):
             future.set_result(result)
 
-    def _send_singly(self, batch: list[tuple[Any, Future[Any]]]) -> None:
+    def _send_singly(self, batch: list[tuple[Any, _Outcome]]) -> None:
         for settlement, future in batch:
             try:
                 future.set_result(as_settlement_result(
@@ -404,7 +521,7 @@ class _GrpcBackend:
     # Settlements go out through the settler (batched) and the handler's thread moves on; the reply is
     # read when it lands.
 
-    def send_complete(self, job: ClaimedJob, result: Any) -> Future[Any]:
+    def send_complete(self, job: ClaimedJob, result: Any) -> _Settling:
         from ..grpc import pb, to_struct
 
         request = pb.CompleteRequest(job_id=job.id, worker_id=self.o.worker_id, lease_id=job.lease_id)
@@ -412,7 +529,7 @@ class _GrpcBackend:
             request.result.CopyFrom(to_struct(result))
         return self.settler.submit(pb.Settlement(complete=request))
 
-    def finish_complete(self, job: ClaimedJob, result: Any, sent: Future[Any]) -> None:
+    def finish_complete(self, job: ClaimedJob, result: Any, sent: _Settling) -> None:
         try:
             outcome = sent.result()
         except NetworkError:
@@ -421,7 +538,7 @@ class _GrpcBackend:
         if outcome.WhichOneof("result") == "error":
             raise inband_error(outcome.error.code, outcome.error.message)
 
-    def send_fail(self, job: ClaimedJob, error: str, retry: bool) -> Future[Any]:
+    def send_fail(self, job: ClaimedJob, error: str, retry: bool) -> _Settling:
         from ..grpc import pb
 
         request = pb.FailRequest(
@@ -429,7 +546,7 @@ class _GrpcBackend:
         )
         return self.settler.submit(pb.Settlement(fail=request))
 
-    def finish_fail(self, job: ClaimedJob, error: str, retry: bool, sent: Future[Any]) -> bool | None:
+    def finish_fail(self, job: ClaimedJob, error: str, retry: bool, sent: _Settling) -> bool | None:
         try:
             outcome = sent.result()
         except NetworkError:
@@ -475,29 +592,74 @@ class _GrpcBackend:
 
 class _DaemonPool:
     """A fixed set of daemon threads. Unlike ThreadPoolExecutor's, they never keep the interpreter alive:
-    a handler that ignores cancellation cannot stop a worker process from exiting after shutdown."""
+    a handler that ignores cancellation cannot stop a worker process from exiting after shutdown.
+
+    Waking a thread costs a context switch and a fight for the GIL, so a batch of short jobs must not wake
+    a thread per job: a thread that finishes a task takes the next one itself, and a sleeping thread is
+    woken only when none is already on its way; each woken thread that finds more work waiting wakes the
+    next. Blocking handlers still all get a thread of their own, one wake-up after another."""
 
     def __init__(self, size: int, name: str) -> None:
-        self._tasks: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._work: deque[Callable[[], None] | None] = deque()
+        self._idle: list[threading.Lock] = []  # sleeping threads' wake-up locks, most recent last
+        self._waking = 0  # threads woken that have not looked at the work yet
         self._threads = [
             threading.Thread(target=self._loop, name=f"{name}-{i}", daemon=True) for i in range(size)
         ]
         for thread in self._threads:
             thread.start()
 
+    def _wake_one(self) -> threading.Lock | None:
+        """The wake-up lock of a sleeping thread to release, if one should wake (call with _lock held)."""
+        if self._work and self._idle and not self._waking:
+            self._waking += 1
+            return self._idle.pop()
+        return None
+
     def _loop(self) -> None:
-        while (task := self._tasks.get()) is not None:
+        wakeup = threading.Lock()
+        wakeup.acquire()
+        woken = False
+        while True:
+            with self._lock:
+                if woken:
+                    self._waking -= 1
+                    woken = False
+                if not self._work:
+                    self._idle.append(wakeup)
+                    task: Callable[[], None] | None = None
+                    sleeping = True
+                else:
+                    task = self._work.popleft()
+                    sleeping = False
+                wake = self._wake_one()
+            if wake is not None:
+                wake.release()
+            if sleeping:
+                wakeup.acquire()  # released by whoever pops it from _idle
+                woken = True
+                continue
+            if task is None:
+                return
             try:
                 task()
             except Exception:  # a failure must not cost the pool a thread
                 log.exception("worker task failed")
 
+    def _put(self, task: Callable[[], None] | None) -> None:
+        with self._lock:
+            self._work.append(task)
+            wake = self._wake_one()
+        if wake is not None:
+            wake.release()
+
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        self._tasks.put(lambda: fn(*args))
+        self._put(lambda: fn(*args))
 
     def shutdown(self) -> None:
         for _ in self._threads:
-            self._tasks.put(None)
+            self._put(None)
 
 
 @dataclass
@@ -561,6 +723,7 @@ class SpooledWorker:
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._leases_kept = threading.Event()  # set once shutdown is over: the lease keeper ends
         self._force = False
         self._pool: _DaemonPool | None = None
         self._own_thread = threading.local()
@@ -596,6 +759,8 @@ class SpooledWorker:
         return result
 
     def _emit(self, event: str, *args: Any) -> None:
+        if not self.events.wants(event):
+            return
         for listener, call_args in self.events.calls(event, args):
             try:
                 listener(*call_args)
@@ -686,6 +851,7 @@ class SpooledWorker:
             self._stopping.set()
             self._emit("stopping", self._stop_reason)
             self._shutdown()
+            self._leases_kept.set()
             if keeper.is_alive():
                 keeper.join(timeout=5)
             self._stopped.set()
@@ -746,8 +912,7 @@ class SpooledWorker:
                     error_backoff = min(max(error_backoff * 2, 0.5), 10.0)
                     self._stopping.wait(delay or error_backoff)
                     continue
-                for job in jobs:
-                    self._start_job(job)
+                self._start_jobs(jobs)
                 if jobs:
                     idle_backoff = 0.0
                 elif not self._backend.long_polls:
@@ -761,23 +926,21 @@ class SpooledWorker:
                     jobs = claim.result(timeout=opts.claim_wait_secs + 5)
                 except Exception:  # the stream broke or the reply never came: the leases expire
                     continue
-                for job in jobs:
-                    self._start_job(job)
+                self._start_jobs(jobs)
 
-    def _start_job(self, job: ClaimedJob) -> None:
-        running = _Running(
-            job=job,
-            ctx=JobContext(job, self),
-            next_renewal=time.monotonic() + self.options.heartbeat_interval,
-        )
+    def _start_jobs(self, jobs: list[ClaimedJob]) -> None:
+        renewal = time.monotonic() + self.options.heartbeat_interval
+        started = [_Running(job=job, ctx=JobContext(job, self), next_renewal=renewal) for job in jobs]
         # Keyed by lease: a job re-claimed after its lease expired is a new attempt, the old one
         # must still be found (and fenced) by the lease keeper.
         with self._cond:
-            self._running[job.lease_id] = running
-            self._handling += 1
-        self._emit("job:claimed", job)
+            for running in started:
+                self._running[running.job.lease_id] = running
+            self._handling += len(started)
         assert self._pool is not None
-        self._pool.submit(self._execute, running)
+        for running in started:
+            self._emit("job:claimed", running.job)
+            self._pool.submit(self._execute, running)
 
     def _execute(self, running: _Running) -> None:
         self._own_thread.active = True
@@ -796,7 +959,7 @@ class SpooledWorker:
                 running.handling = False
                 self._handling -= 1
                 self._wake_claims()
-        sent: Future[Any] | None = None
+        sent: _Settling | None = None
         try:
             with running.lock:
                 if running.lost or running.abandoned:
@@ -818,7 +981,7 @@ class SpooledWorker:
             # pool thread.
             sent.add_done_callback(lambda landed: self._landed(running, result, error, landed))
 
-    def _landed(self, running: _Running, result: Any, error: BaseException | None, sent: Future[Any]) -> None:
+    def _landed(self, running: _Running, result: Any, error: BaseException | None, sent: _Settling) -> None:
         if isinstance(sent.exception(), NetworkError):
             assert self._pool is not None
             self._pool.submit(self._settled, running, result, error, sent)
@@ -839,7 +1002,7 @@ class SpooledWorker:
             self._cond.notify_all()
 
     def _settled(
-        self, running: _Running, result: Any, error: BaseException | None, sent: Future[Any]
+        self, running: _Running, result: Any, error: BaseException | None, sent: _Settling
     ) -> None:
         self._own_thread.active = True  # a listener here may call stop(): it must not wait for itself
         job = running.job
@@ -860,7 +1023,7 @@ class SpooledWorker:
                     self._emit("job:failed", job, error, None)
             elif is_lease_lost(exc):
                 running.lost = True
-                running.ctx.cancel_event.set()
+                running.ctx._cancel()
                 self._emit("job:lease_lost", job, exc)
             else:
                 self._emit("error", exc)
@@ -872,7 +1035,7 @@ class SpooledWorker:
         self._own_thread.active = True
         next_worker_beat = time.monotonic() + self.options.worker_heartbeat_interval
         tick = min(1.0, self.options.heartbeat_interval / 4)
-        while not self._stopped.wait(tick):
+        while not self._leases_kept.wait(tick):
             now = time.monotonic()
             with self._cond:
                 due = [r for r in self._running.values() if r.next_renewal <= now]
@@ -889,7 +1052,7 @@ class SpooledWorker:
                             if running.settling:
                                 continue
                             running.lost = True
-                        running.ctx.cancel_event.set()
+                        running.ctx._cancel()
                         self._emit("job:lease_lost", running.job, exc)
                     else:
                         running.next_renewal = time.monotonic() + 1.0
@@ -913,7 +1076,7 @@ class SpooledWorker:
                 if not running.settling:
                     running.abandoned = True
             if running.abandoned:
-                running.ctx.cancel_event.set()
+                running.ctx._cancel()
         try:
             # Deregistering hands every job still leased to this worker back to pending, retry count intact.
             self._backend.deregister()
