@@ -57,6 +57,23 @@ class Ratio:
 
 
 @dataclass(frozen=True)
+class Target:
+    """An issue's target for one measurement or ratio (``ratio.<name>`` for a ratio).
+
+    Absolute targets were set for this machine kind at the speed ``PERFORMANCE.md`` measured; this machine
+    is shared and its speed moves several-fold between days. So an absolute target is also read *scaled*:
+    multiplied (throughput) or divided (latency) by how this run's ``reference`` baseline compares with the
+    ``reference_value`` ``PERFORMANCE.md`` gives for the same baseline. Ratio targets need no scaling."""
+
+    issue: int
+    measurement: str
+    op: str  # ">=" (throughput, ratios) or "<=" (latency)
+    value: float
+    reference: str | None = None
+    reference_value: float | None = None
+
+
+@dataclass(frozen=True)
 class LoopStats:
     items: int
     elapsed: float

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from benchmarks import baselines, grpc_bench, httpbench, schema, sdk_bench, spooled_rest
-from benchmarks.core import Benchmark, Context, Measurement, Ratio, median
+from benchmarks.core import Benchmark, Context, Measurement, Ratio, Target, median
 from benchmarks.pg import Database, database
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -59,6 +59,20 @@ RATIOS: list[Ratio] = [
     Ratio("sdk_grpc_worker", "spooled.sdk.grpc_worker", "spooled.grpc.process_jobs"),
     Ratio("sdk_grpc_worker_sync", "spooled.sdk.grpc_worker_sync", "spooled.grpc.process_jobs"),
     Ratio("sdk_rest_worker", "spooled.sdk.rest_worker", "spooled.rest.claim_complete"),
+]
+
+# The issues' targets. Reference values are PERFORMANCE.md's figures for the same baselines on this machine
+# kind (raw bulk insert 150,000 jobs/s; raw claim 100 + complete 75,700 jobs/s; LISTEN/NOTIFY wake-up
+# p50 0.75 ms, p99 1.6 ms).
+TARGETS: list[Target] = [
+    Target(2, "ratio.rest_enqueue", ">=", 0.6),
+    Target(2, "spooled.rest.bulk_enqueue", ">=", 30_000, "baseline.sql.insert_bulk100", 150_000),
+    Target(2, "spooled.latency_p50", "<=", 5.0, "baseline.sql.notify_latency_p50", 0.75),
+    Target(3, "spooled.grpc.process_jobs", ">=", 10_000, "baseline.sql.claim_complete_n100", 75_700),
+    Target(3, "spooled.grpc.latency_p50", "<=", 5.0, "baseline.sql.notify_latency_p50", 0.75),
+    Target(3, "spooled.grpc.latency_p99", "<=", 25.0, "baseline.sql.notify_latency_p99", 1.6),
+    Target(6, "ratio.sdk_grpc_worker", ">=", 0.8),
+    Target(6, "ratio.sdk_grpc_worker_sync", ">=", 0.8),
 ]
 
 T = TypeVar("T")
@@ -106,6 +120,45 @@ def compute_ratios(results: Sequence[Measurement], ratios: Sequence[Ratio]) -> l
             continue
         out.append({**asdict(r), "value": round(num / den, 3)})
     return out
+
+
+def check_targets(
+    results: Sequence[Measurement], ratios: Sequence[dict[str, Any]], targets: Sequence[Target]
+) -> list[dict[str, Any]]:
+    """Each target whose measurement ran: met or not as stated and, for absolute targets whose reference
+    baseline ran too, as scaled to this run's machine speed (see :class:`Target`)."""
+    values = {m.name: m.value for m in results} | {f"ratio.{r['name']}": r["value"] for r in ratios}
+
+    def met(measured: float, op: str, goal: float) -> bool:
+        return measured >= goal if op == ">=" else measured <= goal
+
+    out = []
+    for t in targets:
+        measured = values.get(t.measurement)
+        if measured is None:
+            continue
+        row: dict[str, Any] = {**asdict(t), "measured": measured, "met": met(measured, t.op, t.value)}
+        reference = values.get(t.reference) if t.reference else None
+        if reference and t.reference_value:
+            # This run's baseline over PERFORMANCE.md's: below 1 for a throughput on a slower machine, above 1
+            # for a latency. Either way the target moves with the baseline.
+            scale = reference / t.reference_value
+            scaled = t.value * scale
+            row.update(scale=round(scale, 3), scaled_value=round(scaled, 3), met_scaled=met(measured, t.op, scaled))
+        out.append(row)
+    return out
+
+
+def format_targets(checks: Sequence[dict[str, Any]]) -> str:
+    lines = ["", "targets (absolute ones also scaled by this run's baseline / PERFORMANCE.md's):"]
+    for c in checks:
+        line = (f"  issue {c['issue']}: {c['measurement']} {c['op']} {c['value']:,g} -> {c['measured']:,.3f}"
+                f" {'met' if c['met'] else 'MISSED'}")
+        if "scaled_value" in c:
+            line += (f"; scaled x{c['scale']:.3f} (by {c['reference']}): {c['op']} {c['scaled_value']:,g}"
+                     f" {'met' if c['met_scaled'] else 'MISSED'}")
+        lines.append(line)
+    return "\n".join(lines)
 
 
 async def postgres_facts(db: Database) -> dict[str, str]:
@@ -167,6 +220,7 @@ def write_json(
     args: argparse.Namespace,
     results: Sequence[Measurement],
     ratios: Sequence[dict[str, Any]],
+    targets: Sequence[dict[str, Any]],
 ) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
@@ -184,6 +238,7 @@ def write_json(
         },
         "results": [asdict(m) for m in results],
         "ratios": list(ratios),
+        "targets": list(targets),
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
 
@@ -218,8 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run_async(run_all(ctx, benchmarks, args.repeat))
 
     ratios = compute_ratios(results, RATIOS)
+    targets = check_targets(results, ratios, TARGETS)
     print(format_table(results, ratios))
-    write_json(args.output, ctx, args, results, ratios)
+    if targets:
+        print(format_targets(targets))
+    write_json(args.output, ctx, args, results, ratios, targets)
     print(f"\nwrote {args.output}", file=sys.stderr)
     return 0
 

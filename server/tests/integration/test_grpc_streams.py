@@ -193,7 +193,9 @@ async def test_settlements_sent_together_are_applied_in_one_statement(
     assert all(r.complete.success for r in replies)
     distinct = await owner_db.fetchval(
         "SELECT count(DISTINCT completed_at) FROM jobs WHERE queue_name = $1 AND status = 'completed'", queue)
-    assert 1 <= distinct <= 10, f"{distinct} statements for 100 completions"
+    # How many groups depends on how the messages arrive (a loaded machine reads them in smaller pieces);
+    # one statement per completion would make 100.
+    assert 1 <= distinct <= 25, f"{distinct} statements for 100 completions"
     await call.done_writing()
     assert await call.code() == grpc.StatusCode.OK
 
