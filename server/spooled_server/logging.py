@@ -25,7 +25,11 @@ def add_request_context(
     scope = REQUEST_SCOPE.get()
     if scope is None:
         return event_dict
-    principal = (scope.get("state") or {}).get("principal")
+    state = scope.get("state") or {}
+    request_id = state.get("request_id")
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    principal = state.get("principal")
     org_id = getattr(principal, "org_id", None)
     if org_id is not None:
         event_dict.setdefault("org_id", str(org_id))

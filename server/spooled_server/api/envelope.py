@@ -32,6 +32,10 @@ _SECURITY_HEADERS = [
     (b"referrer-policy", b"strict-origin-when-cross-origin"),
 ]
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+# (method, route template, status) -> its API_ROUTE_DURATION series. Route templates are a closed set, and so
+# are methods and statuses in practice; the cache stops growing at a fixed size in any case.
+_route_durations: dict[tuple[str, str, int], Any] = {}
+_ROUTE_CACHE_MAX = 4096
 
 
 def _error_body(code: str, message: str) -> bytes:
@@ -75,7 +79,7 @@ class RequestEnvelope:
                 message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        # Log lines made during the request carry its id: logging.add_request_context reads it from the scope.
         scope_token = REQUEST_SCOPE.set(scope)
         streaming = path.startswith(STREAMING_PREFIXES)
         try:
@@ -100,11 +104,15 @@ class RequestEnvelope:
             if not streaming:  # a 30-minute stream is not a slow request
                 metrics.API_DURATION.observe(elapsed)
                 route = scope.get("path_template") or "unmatched"
-                labels = (scope["method"], route, str(status_holder[0]))
-                metrics.API_ROUTE_DURATION.labels(*labels).observe(elapsed)
+                key = (scope["method"], route, status_holder[0])
+                child = _route_durations.get(key)
+                if child is None:  # labels() validates and locks on every call: look each series up once
+                    child = metrics.API_ROUTE_DURATION.labels(key[0], route, str(key[2]))
+                    if len(_route_durations) < _ROUTE_CACHE_MAX:
+                        _route_durations[key] = child
+                child.observe(elapsed)
             self._log(scope, status_holder[0], elapsed, streaming)
             REQUEST_SCOPE.reset(scope_token)
-            structlog.contextvars.unbind_contextvars("request_id")
 
     @staticmethod
     def _log(scope: Scope, status: int, elapsed: float, streaming: bool) -> None:
