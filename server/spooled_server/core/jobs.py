@@ -202,6 +202,8 @@ def _after_create(
     metrics.JOBS_ENQUEUED.inc(len(created))
     if any(status == "pending" for _, status, _ in created):
         core.wakeups.notify(org_id, queue)
+    if not core.bus.wanted(org_id, "JobCreated"):
+        return
     for job_id, status, priority in created:
         core.bus.publish(org_id, "JobCreated",
                          {"job_id": str(job_id), "queue_name": queue, "priority": priority, "status": status})
@@ -341,8 +343,9 @@ async def claim_jobs(
     """Claim up to `limit` jobs (one statement, skip-locked). Empty when nothing is eligible."""
     rows = await core.db.hot(principal.org_id, "claim_jobs", principal.org_id, queue_name, limit, worker_id,
                              float(lease_secs))
-    for r in rows:
-        core.bus.status_change(principal.org_id, r["id"], queue_name, r["old_status"], "processing")
+    if rows and core.bus.wanted(principal.org_id, "JobStatusChange"):
+        for r in rows:
+            core.bus.status_change(principal.org_id, r["id"], queue_name, r["old_status"], "processing")
     if any(r["workflow_id"] is not None for r in rows):
         from . import workflows
 
@@ -416,9 +419,11 @@ def after_complete(core: Core, org_id: uuid.UUID, row: asyncpg.Record, result: m
         metrics.JOB_DURATION.observe(seconds)
         duration_ms = round(seconds * 1000, 3)
     queue = row["queue_name"]
-    core.bus.status_change(org_id, row["id"], queue, "processing", "completed")
-    core.bus.publish(org_id, "JobCompleted", {"job_id": str(row["id"]), "queue_name": queue,
-                                               "duration_ms": duration_ms, "result": result or NULL_JSON})
+    if core.bus.wanted(org_id, "JobStatusChange"):
+        core.bus.status_change(org_id, row["id"], queue, "processing", "completed")
+    if core.bus.wanted(org_id, "JobCompleted"):
+        core.bus.publish(org_id, "JobCompleted", {"job_id": str(row["id"]), "queue_name": queue,
+                                                   "duration_ms": duration_ms, "result": result or NULL_JSON})
     if row["released_queues"]:
         core.wakeups.notify_many(org_id, row["released_queues"])
     if row.get("completion_webhook") is not None and core.webhooks is not None:

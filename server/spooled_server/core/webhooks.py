@@ -342,10 +342,13 @@ class WebhookDispatcher:
         if org_id in self._orgs or (event_type == "JobFailed" and data.get("will_retry") is False):
             self._wake.set()
 
+    def _wants(self, org_id: str, event_type: str) -> bool:
+        return org_id in self._orgs or event_type == "JobFailed"
+
     # lifecycle
 
     async def start(self) -> None:
-        self._unsubscribe = self.core.bus.subscribe(self._on_event)
+        self._unsubscribe = self.core.bus.subscribe(self._on_event, self._wants)
         self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
 
     async def stop(self) -> None:

@@ -9,6 +9,7 @@ replica where the change happened.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Subscriber = Callable[[str, str, dict[str, Any]], None]
+# Which (org id, event type) pairs a subscriber wants; a subscriber without one wants every event.
+SubscriberWants = Callable[[str, str], bool]
 
 # Envelope type (PascalCase) -> dotted name used by SSE `event:` lines and the `events` filter.
 EVENT_NAMES: dict[str, str] = {
@@ -46,6 +49,12 @@ _ENCODER = msgspec.json.Encoder()
 
 
 _last_second: tuple[int, str] = (-1, "")  # the last whole second formatted; replaced whole, never mutated
+
+
+@functools.lru_cache(maxsize=4096)
+def org_text(org_id: Any) -> str:
+    """An organization id as text (events carry it as a string; the same few ids recur on every event)."""
+    return str(org_id)
 
 
 def now_iso() -> str:
@@ -111,14 +120,37 @@ class EventBus:
     def __init__(self) -> None:
         self.replica = uuid.uuid4().hex[:12]
         self._subscribers: list[Subscriber] = []
+        self._subscriber_wants: list[SubscriberWants | None] = []
         self._listeners: list[tuple[Callable[[Event], None], Callable[[str], bool] | None]] = []
         self._seq = itertools.count(1)
         self.fanout: Fanout | None = None
 
-    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
-        """Events of this replica only, as `(org_id, type, data)`."""
+    def subscribe(self, fn: Subscriber, wants: SubscriberWants | None = None) -> Callable[[], None]:
+        """Events of this replica only, as `(org_id, type, data)`. `wants(org_id, type)` says which ones the
+        subscriber cares about (see `wanted`); it still receives every event that is published."""
         self._subscribers.append(fn)
-        return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
+        self._subscriber_wants.append(wants)
+
+        def unsubscribe() -> None:
+            if fn in self._subscribers:
+                index = self._subscribers.index(fn)
+                del self._subscribers[index]
+                del self._subscriber_wants[index]
+
+        return unsubscribe
+
+    def wanted(self, org_id: Any, event_type: str) -> bool:
+        """Whether anyone would read an `event_type` event of this organization now: a subscriber, a
+        realtime connection of this replica or another replica. Hot paths ask before building per-job events
+        (a 100-job claim or bulk insert would otherwise build a hundred that nobody reads)."""
+        if not self._subscribers and not self._listeners and self.fanout is None:
+            return False
+        org = org_text(org_id)
+        if any(wants is None or wants(org, event_type) for wants in self._subscriber_wants):
+            return True
+        if any(wants is None or wants(org) for _, wants in self._listeners):
+            return True
+        return self.fanout is not None and self.fanout.wanted(org)
 
     def listen(
         self, fn: Callable[[Event], None], wants: Callable[[str], bool] | None = None
@@ -138,7 +170,7 @@ class EventBus:
         if not self._subscribers and not self._listeners and fanout is None:
             return
         data.setdefault("timestamp", now_iso())
-        org = str(org_id)
+        org = org_text(org_id)
         for fn in list(self._subscribers):
             try:
                 fn(org, event_type, data)
