@@ -119,8 +119,7 @@ def envelope(event_type: str, data: dict[str, Any] | None = None) -> bytes:
 class EventBus:
     def __init__(self) -> None:
         self.replica = uuid.uuid4().hex[:12]
-        self._subscribers: list[Subscriber] = []
-        self._subscriber_wants: list[SubscriberWants | None] = []
+        self._subscribers: list[tuple[Subscriber, SubscriberWants | None]] = []
         self._listeners: list[tuple[Callable[[Event], None], Callable[[str], bool] | None]] = []
         self._seq = itertools.count(1)
         self.fanout: Fanout | None = None
@@ -128,16 +127,9 @@ class EventBus:
     def subscribe(self, fn: Subscriber, wants: SubscriberWants | None = None) -> Callable[[], None]:
         """Events of this replica only, as `(org_id, type, data)`. `wants(org_id, type)` says which ones the
         subscriber cares about (see `wanted`); it still receives every event that is published."""
-        self._subscribers.append(fn)
-        self._subscriber_wants.append(wants)
-
-        def unsubscribe() -> None:
-            if fn in self._subscribers:
-                index = self._subscribers.index(fn)
-                del self._subscribers[index]
-                del self._subscriber_wants[index]
-
-        return unsubscribe
+        entry = (fn, wants)
+        self._subscribers.append(entry)
+        return lambda: self._subscribers.remove(entry) if entry in self._subscribers else None
 
     def wanted(self, org_id: Any, event_type: str) -> bool:
         """Whether anyone would read an `event_type` event of this organization now: a subscriber, a
@@ -146,7 +138,7 @@ class EventBus:
         if not self._subscribers and not self._listeners and self.fanout is None:
             return False
         org = org_text(org_id)
-        if any(wants is None or wants(org, event_type) for wants in self._subscriber_wants):
+        if any(wants is None or wants(org, event_type) for _, wants in self._subscribers):
             return True
         if any(wants is None or wants(org) for _, wants in self._listeners):
             return True
@@ -171,7 +163,7 @@ class EventBus:
             return
         data.setdefault("timestamp", now_iso())
         org = org_text(org_id)
-        for fn in list(self._subscribers):
+        for fn, _ in list(self._subscribers):
             try:
                 fn(org, event_type, data)
             except Exception:
