@@ -33,6 +33,17 @@ def quota_error(resource: str, current: int, limit: int, limits: PlanLimits) -> 
     )
 
 
+# The buffered counts of many organizations in one statement. Counts of an organization deleted since are
+# dropped: its usage rows are gone with it, and its counts must not cost the others theirs.
+FLUSH_COUNTS = """
+INSERT INTO usage_daily AS u (organization_id, day, jobs_created)
+SELECT c.org, $3, c.n
+FROM unnest($1::uuid[], $2::int[]) AS c(org, n)
+WHERE EXISTS (SELECT 1 FROM organizations o WHERE o.id = c.org)
+ORDER BY c.org
+ON CONFLICT (organization_id, day) DO UPDATE SET jobs_created = u.jobs_created + EXCLUDED.jobs_created
+"""
+
 class Quotas:
     def __init__(self, db: Database, plans: Plans, hard_payload_cap: int) -> None:
         self.db = db
@@ -161,14 +172,17 @@ class Quotas:
                 return
             counts, self._pending_counts = dict(self._pending_counts), defaultdict(int)
             today = datetime.now(UTC).date()
+            orgs = sorted(counts)  # one row order for every replica: concurrent flushes cannot deadlock
             try:
-                async with self.db.maintenance() as conn:
-                    await conn.executemany(
-                        "INSERT INTO usage_daily AS u (organization_id, day, jobs_created)"
-                        " VALUES ($1, $2, $3) ON CONFLICT (organization_id, day)"
-                        " DO UPDATE SET jobs_created = u.jobs_created + $3",
-                        [(org, today, n) for org, n in counts.items()],
-                    )
+                for attempt in range(2):
+                    try:
+                        async with self.db.maintenance(transaction=False) as conn:
+                            await conn.execute(FLUSH_COUNTS, orgs, [counts[o] for o in orgs], today)
+                        break
+                    except asyncpg.ForeignKeyViolationError:
+                        # An organization was deleted while the statement ran; the next one leaves it out.
+                        if attempt:
+                            raise
             except Exception:
                 # Reporting only (no cap depends on it): a lost second of counts beats a retry loop.
                 log.warning("could not flush the daily job counters", exc_info=True)

@@ -52,3 +52,25 @@ async def test_a_flush_waits_for_the_flush_in_flight(usage_db: str) -> None:
     finally:
         await holder.close()
         await core.db.dispose()
+
+
+async def test_a_deleted_organization_costs_no_other_its_counts(usage_db: str) -> None:
+    core = build_core(Settings(database_url=usage_db, db_pool_size=2))
+    owner = await connect_owner(usage_db)
+    today = datetime.now(UTC).date()
+    gone = uuid.uuid4()  # created jobs, then was deleted before the flush
+    try:
+        before = await owner.fetchval(
+            "SELECT coalesce(sum(jobs_created), 0) FROM usage_daily WHERE organization_id = $1 AND day = $2",
+            ORG, today)
+        for org in (gone, ORG):
+            key = Principal(org_id=org, key_id=uuid.uuid4(), queues=(), plan_tier="unlimited")
+            core.quotas.note_created(key, 2)
+        await core.quotas.flush()
+        after = await owner.fetchval(
+            "SELECT jobs_created FROM usage_daily WHERE organization_id = $1 AND day = $2", ORG, today)
+        assert after == before + 2
+        assert await owner.fetchval("SELECT count(*) FROM usage_daily WHERE organization_id = $1", gone) == 0
+    finally:
+        await owner.close()
+        await core.db.dispose()
