@@ -35,6 +35,10 @@ JOB_DURATION = Histogram(
     "spooled_job_duration_seconds", "completed_at - started_at", registry=REGISTRY,
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+JOB_INSERT_GROUP_SIZE = Histogram(
+    "spooled_job_insert_group_size", "Jobs per grouped insert of single creates (core/inserts.py)",
+    registry=REGISTRY, buckets=(2, 5, 10, 25, 50, 100),
+)
 API_DURATION = Histogram(
     "spooled_api_request_duration_seconds", "REST request latency", registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),

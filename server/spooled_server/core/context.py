@@ -26,3 +26,10 @@ class Core:
     rate_limits: Any = None  # core.ratelimit.RateLimits
     webhooks: Any = None  # core.webhooks.WebhookDispatcher (outgoing delivery, this replica)
     cache_health: Any = None  # async () -> bool: Redis reachable (events.fanout), read by /health
+    inserts: Any = None  # core.inserts.JobInserts (single creates grouped under load)
+
+    def __post_init__(self) -> None:
+        if self.inserts is None:
+            from .inserts import JobInserts
+
+            self.inserts = JobInserts(self.db)

@@ -148,8 +148,7 @@ async def create_job(
     try:
         if job.parent_job_id is None and core.quotas.uncapped_jobs(principal):
             # The common case: no caps to check and nothing else to write, so one statement does it all.
-            rows = await core.db.hot(principal.org_id, "insert_job", *insert_args)
-            row = rows[0] if rows else None
+            row = await core.inserts.insert(insert_args)
             if row is not None:
                 core.quotas.note_created(principal, 1)
         else:
@@ -273,10 +272,45 @@ async def bulk_create_jobs(
                 first_by_key[key] = index
             unique.append((index, item, uuid.uuid4()))
         keys = [i.idempotency_key for _, i, _ in unique if i.idempotency_key is not None]
+        settings = core.settings
+
+        def columns(rows: list[tuple[int, BulkItem, uuid.UUID]]) -> tuple[Any, ...]:
+            """insert_jobs's parameters after the organization."""
+            unset: list[None] = [None] * len(rows)
+            return (
+                queue_name, [jid for _, _, jid in rows], [it.payload for _, it, _ in rows],
+                [default_max_retries] * len(rows), [it.priority for _, it, _ in rows],
+                [default_timeout_seconds] * len(rows),
+                unset,  # tags
+                [it.scheduled_at for _, it, _ in rows],
+                unset, unset, unset,  # expires_at, completion webhook and its secret
+                [it.idempotency_key for _, it, _ in rows],
+                True,  # dependencies_met: a bulk job has no parent
+                settings.queue_default_max_retries, settings.queue_default_timeout_secs,
+            )
+
         uncapped = cap.uncapped_jobs(principal)
-        for round_ in range(BULK_RACE_ROUNDS):
-            existing: dict[str, uuid.UUID] = {}
-            inserted: dict[uuid.UUID, str] = {}
+        existing: dict[str, uuid.UUID] = {}
+        inserted: dict[uuid.UUID, str] = {}
+        if uncapped:
+            # No quota to charge: insert in one round trip; an element skipped for its key replays the job
+            # that holds the key (committed by the time the insert returns, as for a single create).
+            try:
+                rows = await core.db.hot(principal.org_id, "insert_jobs", principal.org_id, *columns(unique))
+            except asyncpg.DataError:
+                raise _unstorable("payload") from None
+            inserted = {r["id"]: r["status"] for r in rows}
+            replayed = [it.idempotency_key for _, it, jid in unique if jid not in inserted]
+            if replayed:
+                async with core.db.tenant(principal.org_id) as conn:
+                    for r in await conn.fetch(Q.find_jobs_by_idempotency_keys, principal.org_id, replayed):
+                        existing[r["idempotency_key"]] = r["id"]
+                if len(existing) < len(replayed):  # pragma: no cover - the winner rolled back
+                    raise Conflict("Concurrent requests are creating jobs with these idempotency keys; "
+                                   "retry the request")
+        for round_ in range(0 if uncapped else BULK_RACE_ROUNDS):
+            existing = {}
+            inserted = {}
             try:
                 async with core.db.tenant(principal.org_id) as conn:
                     if keys:
@@ -284,19 +318,9 @@ async def bulk_create_jobs(
                             existing[r["idempotency_key"]] = r["id"]
                     to_insert = [(i, it, jid) for i, it, jid in unique if it.idempotency_key not in existing]
                     if to_insert:
-                        if not uncapped:
-                            await cap.reserve_jobs(conn, principal, len(to_insert))
-                            await cap.check_new_queue(conn, principal, queue_name)
-                        rows = await conn.fetch(
-                            Q.bulk_insert_jobs, principal.org_id, queue_name,
-                            [jid for _, _, jid in to_insert],
-                            [it.payload for _, it, _ in to_insert],
-                            [it.priority for _, it, _ in to_insert],
-                            [it.idempotency_key for _, it, _ in to_insert],
-                            [it.scheduled_at for _, it, _ in to_insert],
-                            default_max_retries, default_timeout_seconds,
-                            core.settings.queue_default_max_retries, core.settings.queue_default_timeout_secs,
-                        )
+                        await cap.reserve_jobs(conn, principal, len(to_insert))
+                        await cap.check_new_queue(conn, principal, queue_name)
+                        rows = await conn.fetch(Q.insert_jobs, principal.org_id, *columns(to_insert))
                         inserted = {r["id"]: r["status"] for r in rows}
                         if len(inserted) < len(to_insert):
                             # A concurrent request inserted some of these keys after the lookup. Undo this

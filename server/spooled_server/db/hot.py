@@ -29,6 +29,7 @@ GENERIC = "SET plan_cache_mode = force_generic_plan"
 # name -> function options
 HOT_QUERIES: dict[str, str] = {
     "insert_job": GENERIC,
+    "insert_jobs": GENERIC,
     "claim_jobs": f"{GENERIC} SET enable_hashjoin = off SET enable_mergejoin = off",
     "complete_job": GENERIC,
     "fail_job": GENERIC,

@@ -34,40 +34,33 @@ WITH cfg AS (
 )
 SELECT id, status, priority FROM ins
 
--- name: find_job_by_idempotency_key
--- The existing job of an idempotency key (replays).
-SELECT id, status, queue_name FROM jobs WHERE organization_id = $1 AND idempotency_key = $2
-
--- name: lock_parent_job
--- The parent named by a new job (same org; the caller checks the queue). FOR SHARE: a completion that is
--- already running finishes first, so the child sees the parent's final status.
-SELECT queue_name, status FROM jobs WHERE id = $1 AND organization_id = $2 FOR SHARE
-
--- name: insert_parent_edge
--- The dependency edge from a new job to its parent_job_id.
-INSERT INTO job_dependencies (organization_id, job_id, depends_on_job_id) VALUES ($1, $2, $3)
-
--- name: bulk_insert_jobs
--- Create many jobs of one queue in one statement. Rows whose idempotency key already exists are skipped;
--- the caller maps the returned ids back to their indexes.
--- $1 org, $2 queue, $3 ids[], $4 payloads[], $5 priorities[], $6 idempotency keys[], $7 scheduled_at[],
--- $8 max_retries|null, $9 timeout|null, $10 default max_retries, $11 default timeout
+-- name: insert_jobs
+-- Create many jobs of one queue in one statement, in order: bulk creates, and single creates grouped under
+-- load (core/inserts.py). An element whose idempotency key exists (or repeats an earlier element's) inserts
+-- nothing and returns no row; the caller maps the returned ids back.
+-- $1 org, $2 queue, $3 ids[], $4 payloads[], $5 max_retries[], $6 priorities[], $7 timeouts[], $8 tags[],
+-- $9 scheduled_at[], $10 expires_at[], $11 completion webhooks[], $12 webhook secrets[],
+-- $13 idempotency keys[], $14 dependencies_met, $15 default max_retries, $16 default timeout
 WITH cfg AS (
     SELECT max_retries, default_timeout FROM queue_configs WHERE organization_id = $1 AND queue_name = $2
 ), src AS (
-    SELECT * FROM unnest($3::uuid[], $4::jsonb[], $5::int[], $6::text[], $7::timestamptz[])
-        AS s(id, payload, priority, idempotency_key, scheduled_at)
+    SELECT * FROM unnest($3::uuid[], $4::jsonb[], $5::int[], $6::int[], $7::int[], $8::jsonb[],
+                         $9::timestamptz[], $10::timestamptz[], $11::text[], $12::text[], $13::text[])
+        WITH ORDINALITY AS s(id, payload, max_retries, priority, timeout_seconds, tags, scheduled_at,
+                             expires_at, completion_webhook, completion_webhook_secret, idempotency_key, n)
 ), ins AS (
     INSERT INTO jobs (id, organization_id, queue_name, status, payload, max_retries, priority, timeout_seconds,
-                      scheduled_at, idempotency_key, dependencies_met)
+                      tags, scheduled_at, expires_at, completion_webhook, completion_webhook_secret,
+                      idempotency_key, dependencies_met)
     SELECT s.id, $1, $2,
            CASE WHEN s.scheduled_at > now() THEN 'scheduled' ELSE 'pending' END,
            s.payload,
-           COALESCE($8::int, (SELECT max_retries FROM cfg), $10::int),
+           COALESCE(s.max_retries, (SELECT max_retries FROM cfg), $15::int),
            s.priority,
-           COALESCE($9::int, (SELECT default_timeout FROM cfg), $11::int),
-           s.scheduled_at, s.idempotency_key, true
-    FROM src s
+           COALESCE(s.timeout_seconds, (SELECT default_timeout FROM cfg), $16::int),
+           s.tags, s.scheduled_at, s.expires_at, s.completion_webhook, s.completion_webhook_secret,
+           s.idempotency_key, $14::boolean
+    FROM src s ORDER BY s.n
     ON CONFLICT (organization_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, status, priority
 ), hist AS (
@@ -82,7 +75,20 @@ WITH cfg AS (
           FROM ins i CROSS JOIN LATERAL spooled_webhook_targets($1, 'job.created', NULL) t
           OFFSET 0) d
 )
-SELECT id, status FROM ins
+SELECT id, status, priority FROM ins
+
+-- name: find_job_by_idempotency_key
+-- The existing job of an idempotency key (replays).
+SELECT id, status, queue_name FROM jobs WHERE organization_id = $1 AND idempotency_key = $2
+
+-- name: lock_parent_job
+-- The parent named by a new job (same org; the caller checks the queue). FOR SHARE: a completion that is
+-- already running finishes first, so the child sees the parent's final status.
+SELECT queue_name, status FROM jobs WHERE id = $1 AND organization_id = $2 FOR SHARE
+
+-- name: insert_parent_edge
+-- The dependency edge from a new job to its parent_job_id.
+INSERT INTO job_dependencies (organization_id, job_id, depends_on_job_id) VALUES ($1, $2, $3)
 
 -- name: find_jobs_by_idempotency_keys
 -- Existing jobs for a set of idempotency keys (bulk replays).
