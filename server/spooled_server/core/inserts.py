@@ -130,6 +130,15 @@ class JobInserts:
             raise
 
 
+def nulls_as_none(column: list[Any]) -> list[Any] | None:
+    """An array parameter of insert_jobs: None (SQL NULL, which unnest reads as all NULLs) when no element
+    has a value, which spares the driver encoding a list of NULLs."""
+    for value in column:
+        if value is not None:
+            return column
+    return None
+
+
 def _resolve(
     waiter: asyncio.Future[asyncpg.Record | None], row: asyncpg.Record | None = None,
     *, exc: BaseException | None = None,
@@ -145,11 +154,14 @@ def _resolve(
 def _columns(group: list[_Waiting]) -> tuple[Any, ...]:
     first = group[0][0]
     jobs = [args for args, _ in group]
+
+    def column(i: int) -> list[Any] | None:
+        return nulls_as_none([a[i] for a in jobs])
+
     return (
         first[_ORG], first[_QUEUE],
-        [a[_ID] for a in jobs], [a[_PAYLOAD] for a in jobs], [a[_MAX_RETRIES] for a in jobs],
-        [a[_PRIORITY] for a in jobs], [a[_TIMEOUT] for a in jobs], [a[_TAGS] for a in jobs],
-        [a[_SCHEDULED] for a in jobs], [a[_EXPIRES] for a in jobs], [a[_WEBHOOK] for a in jobs],
-        [a[_SECRET] for a in jobs], [a[_KEY] for a in jobs], None,
+        [a[_ID] for a in jobs], [a[_PAYLOAD] for a in jobs], column(_MAX_RETRIES),
+        [a[_PRIORITY] for a in jobs], column(_TIMEOUT), column(_TAGS), column(_SCHEDULED),
+        column(_EXPIRES), column(_WEBHOOK), column(_SECRET), column(_KEY), None,
         first[_DEFAULT_RETRIES], first[_DEFAULT_TIMEOUT],
     )

@@ -58,6 +58,10 @@ class Quotas:
     def limits(self, principal: Principal) -> PlanLimits:
         return self.plans.limits(principal.plan_tier, principal.custom_limits)
 
+    def payload_cap(self, principal: Principal) -> int:
+        """The largest payload `check_payload` lets through for this caller (outside ingest)."""
+        return min(self.hard_payload_cap, self.limits(principal).max_payload_size_bytes)
+
     def check_payload(self, principal: Principal, size: int, *, ingest: bool = False) -> None:
         if size > self.hard_payload_cap:
             raise PayloadTooLarge(
