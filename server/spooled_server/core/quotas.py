@@ -44,6 +44,7 @@ ORDER BY c.org
 ON CONFLICT (organization_id, day) DO UPDATE SET jobs_created = u.jobs_created + EXCLUDED.jobs_created
 """
 
+
 class Quotas:
     def __init__(self, db: Database, plans: Plans, hard_payload_cap: int) -> None:
         self.db = db
