@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Settings
@@ -10,6 +10,7 @@ from ..db.database import Database
 from ..events.bus import EventBus
 from ..events.wakeups import Wakeups
 from .auth import Authenticator
+from .inserts import JobInserts
 from .plans import Plans
 from .quotas import Quotas
 
@@ -26,10 +27,7 @@ class Core:
     rate_limits: Any = None  # core.ratelimit.RateLimits
     webhooks: Any = None  # core.webhooks.WebhookDispatcher (outgoing delivery, this replica)
     cache_health: Any = None  # async () -> bool: Redis reachable (events.fanout), read by /health
-    inserts: Any = None  # core.inserts.JobInserts (single creates grouped under load)
+    inserts: JobInserts = field(init=False)  # single creates, grouped under load
 
     def __post_init__(self) -> None:
-        if self.inserts is None:
-            from .inserts import JobInserts
-
-            self.inserts = JobInserts(self.db)
+        self.inserts = JobInserts(self.db)
